@@ -1,0 +1,166 @@
+"""Bodies of the HTTP API, defined once (docs/protocol.md §4).
+
+Requests are validated by msgspec on decode, like frames; responses are
+encoded from the same structs. Keys travel as standard base64.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+from lien.protocol import limits
+from lien.protocol.frames import DeviceId, Millis, Username
+
+PublicKey = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
+Signature = Annotated[bytes, msgspec.Meta(min_length=64, max_length=64)]
+PrekeyId = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
+Password = Annotated[
+    str, msgspec.Meta(min_length=limits.MIN_PASSWORD_CHARS, max_length=limits.MAX_PASSWORD_CHARS)
+]
+ProfileText = Annotated[str, msgspec.Meta(max_length=limits.MAX_PROFILE_FIELD_CHARS)]
+PractitionerId = Annotated[str, msgspec.Meta(max_length=11, pattern=r"^([0-9]{9}|[0-9]{11})?$")]
+"""An RPPS number (11 digits) or an ADELI number (9 digits), or empty."""
+
+
+class Body(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    pass
+
+
+class Profile(Body, frozen=True, kw_only=True):
+    """What a health professional shows colleagues."""
+
+    display_name: Annotated[str, msgspec.Meta(min_length=1, max_length=limits.MAX_PROFILE_FIELD_CHARS)]
+    profession: ProfileText = ""
+    rpps: PractitionerId = ""
+    organisation: ProfileText = ""
+    city: ProfileText = ""
+
+
+class ProfileUpdate(Body, frozen=True, kw_only=True):
+    display_name: Annotated[str, msgspec.Meta(min_length=1, max_length=limits.MAX_PROFILE_FIELD_CHARS)] | None = None
+    profession: ProfileText | None = None
+    rpps: PractitionerId | None = None
+    organisation: ProfileText | None = None
+    city: ProfileText | None = None
+
+
+class SignedPrekey(Body, frozen=True):
+    id: PrekeyId
+    key: PublicKey
+    signature: Signature
+    """Ed25519 signature by the device's identity signing key (docs/protocol.md §3.2)."""
+
+
+class OneTimePrekey(Body, frozen=True):
+    id: PrekeyId
+    key: PublicKey
+
+
+class DeviceRegistration(Body, frozen=True, kw_only=True):
+    """A new device's public keys. Private keys never leave the device."""
+
+    name: Annotated[str, msgspec.Meta(max_length=limits.MAX_DEVICE_NAME_CHARS)] = ""
+    identity_signing_key: PublicKey
+    """Ed25519 public key."""
+    identity_exchange_key: PublicKey
+    """X25519 public key."""
+    signed_prekey: SignedPrekey
+    prekeys: Annotated[list[OneTimePrekey], msgspec.Meta(max_length=limits.MAX_PREKEYS_PER_UPLOAD)] = []
+
+
+class RegisterRequest(Body, frozen=True, kw_only=True):
+    username: Username
+    password: Password
+    profile: Profile
+    device: DeviceRegistration
+    invite: Annotated[str, msgspec.Meta(max_length=128)] | None = None
+
+
+class LoginRequest(Body, frozen=True, kw_only=True):
+    """Sign in either an existing device of the account (``device_id``) or a new one (``device``)."""
+
+    username: Username
+    password: Annotated[str, msgspec.Meta(max_length=limits.MAX_PASSWORD_CHARS)]
+    device_id: DeviceId | None = None
+    device: DeviceRegistration | None = None
+
+
+class SessionGrant(Body, frozen=True):
+    token: str
+    user: str
+    device: int
+    expires_at: Millis
+
+
+class Account(Body, frozen=True):
+    user: str
+    profile: Profile
+    created_at: Millis
+
+
+class PublicProfile(Body, frozen=True):
+    user: str
+    profile: Profile
+
+
+class DeviceIdentity(Body, frozen=True):
+    """A device's long-term public keys, as listed without claiming anything."""
+
+    device: int
+    identity_signing_key: bytes
+    identity_exchange_key: bytes
+
+
+class DeviceList(Body, frozen=True):
+    user: str
+    devices: list[DeviceIdentity]
+
+
+class KeyBundle(Body, frozen=True):
+    """Everything needed to start a session with one device (X3DH, docs/protocol.md §3)."""
+
+    device: int
+    identity_signing_key: bytes
+    identity_exchange_key: bytes
+    signed_prekey: SignedPrekey
+    prekey: OneTimePrekey | None
+    """The claimed one-time prekey, handed to this claimer only; None when exhausted."""
+
+
+class KeyBundles(Body, frozen=True):
+    user: str
+    bundles: list[KeyBundle]
+
+
+class PrekeyUpload(Body, frozen=True):
+    prekeys: Annotated[list[OneTimePrekey], msgspec.Meta(min_length=1, max_length=limits.MAX_PREKEYS_PER_UPLOAD)]
+
+
+class PrekeyStatus(Body, frozen=True):
+    remaining: int
+    replenish: bool
+
+
+class ReceiptRecord(Body, frozen=True):
+    device: int
+    user: str
+    kind: str
+    at: Millis
+
+
+class MessageReceipts(Body, frozen=True):
+    message: str
+    receipts: list[ReceiptRecord]
+
+
+class ErrorBody(Body, frozen=True):
+    code: str
+    message: str
+    retry_after: float | None = None
+    details: dict[str, object] | None = None
+
+
+class ErrorResponse(Body, frozen=True):
+    error: ErrorBody

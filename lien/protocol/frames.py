@@ -1,0 +1,189 @@
+"""Every WebSocket frame, defined once (docs/protocol.md §5–§6).
+
+Frames are JSON text frames whose ``type`` field names the frame. Bytes
+fields (ciphertexts) travel as standard base64. The protocol version is
+announced by the client in ``auth`` and echoed by the server in ``ready``; it
+is implied for every later frame on the connection.
+
+Field names, once published, are never reused for a new meaning.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from lien.protocol import limits
+
+ClientMessageId = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=limits.MAX_CLIENT_MESSAGE_ID_CHARS,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+    ),
+]
+"""Chosen by the sending device; makes a resend idempotent."""
+
+Username = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=limits.MIN_USERNAME_CHARS,
+        max_length=limits.MAX_USERNAME_CHARS,
+        pattern=r"^[a-z0-9][a-z0-9._-]*$",
+    ),
+]
+DeviceId = Annotated[int, msgspec.Meta(ge=1, le=2**62)]
+InboxSeq = Annotated[int, msgspec.Meta(ge=0, le=2**62)]
+ServerMessageId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Ciphertext = Annotated[bytes, msgspec.Meta(min_length=1, max_length=limits.MAX_COPY_BYTES)]
+ReceiptKind = Literal["delivered", "decrypted", "read"]
+Millis = int
+"""Server time in milliseconds since the Unix epoch."""
+
+
+class Frame(msgspec.Struct, frozen=True, tag_field="type", forbid_unknown_fields=True):
+    """Base of all frames."""
+
+
+# --- client to server ------------------------------------------------------
+
+
+class Auth(Frame, frozen=True, tag="auth"):
+    """First frame on a socket: the session token (never in the URL)."""
+
+    v: int
+    token: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+
+
+class Copy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The ciphertext for one device."""
+
+    device: DeviceId
+    body: Ciphertext
+
+
+class Send(Frame, frozen=True, tag="send"):
+    """One message to one user: a copy per recipient device and per other own device."""
+
+    id: ClientMessageId
+    to: Username
+    copies: Annotated[list[Copy], msgspec.Meta(min_length=1, max_length=limits.MAX_COPIES_PER_ENVELOPE)]
+
+
+class Ack(Frame, frozen=True, tag="ack"):
+    """Everything in this device's inbox up to and including ``up_to`` was received."""
+
+    up_to: InboxSeq
+
+
+class Receipt(Frame, frozen=True, tag="receipt"):
+    """The recipient device reports what happened to a message it received."""
+
+    message: ServerMessageId
+    kind: ReceiptKind
+
+
+class Typing(Frame, frozen=True, tag="typing"):
+    """Ephemeral: the user is (or stopped) typing to ``to``. Never stored."""
+
+    to: Username
+    active: bool
+
+
+class Watch(Frame, frozen=True, tag="watch"):
+    """Replace the set of contacts whose presence this connection follows."""
+
+    users: Annotated[list[Username], msgspec.Meta(max_length=limits.MAX_WATCHED_USERS)]
+
+
+class Ping(Frame, frozen=True, tag="ping"):
+    """Application-level keepalive for clients that cannot send WebSocket pings."""
+
+    id: Annotated[int, msgspec.Meta(ge=0, le=2**53)]
+
+
+ClientFrame = Auth | Send | Ack | Receipt | Typing | Watch | Ping
+
+
+# --- server to client ------------------------------------------------------
+
+
+class Ready(Frame, frozen=True, tag="ready"):
+    """Authentication succeeded; the backlog follows in inbox order."""
+
+    v: int
+    user: str
+    device: int
+    server_time: Millis
+    prekeys: int
+    replenish: bool
+
+
+class Accepted(Frame, frozen=True, tag="accepted"):
+    """The message is durably stored for every addressed device."""
+
+    id: str
+    message: str
+    at: Millis
+    duplicate: bool = False
+
+
+class Deliver(Frame, frozen=True, tag="message"):
+    """A message from the device's inbox; ack ``seq`` once it is safely handled."""
+
+    seq: int
+    message: str
+    sender: str
+    sender_device: int
+    to: str
+    body: bytes
+    at: Millis
+
+
+class Status(Frame, frozen=True, tag="status"):
+    """A receipt about a message this user sent, from the inbox; ack ``seq`` too."""
+
+    seq: int
+    message: str
+    kind: ReceiptKind
+    by: str
+    by_device: int
+    at: Millis
+
+
+class TypingEvent(Frame, frozen=True, tag="typing"):
+    sender: str
+    sender_device: int
+    active: bool
+
+
+class Presence(Frame, frozen=True, tag="presence"):
+    user: str
+    online: bool
+
+
+class PrekeysLow(Frame, frozen=True, tag="prekeys_low"):
+    """The device's one-time prekeys run low: upload more."""
+
+    remaining: int
+
+
+class Pong(Frame, frozen=True, tag="pong"):
+    id: int
+
+
+class Error(Frame, frozen=True, tag="error"):
+    """A structured error; ``ref`` is the client message id of the frame it answers."""
+
+    code: str
+    message: str
+    ref: str | None = None
+    retry_after: float | None = None
+    details: dict[str, object] | None = None
+
+
+ServerFrame = Ready | Accepted | Deliver | Status | TypingEvent | Presence | PrekeysLow | Pong | Error
+InboxFrame = Deliver | Status
+"""Frames that come out of a device's inbox and carry a ``seq`` to ack."""
