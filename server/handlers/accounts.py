@@ -1,0 +1,155 @@
+"""Registration, login, logout, authentication, profiles and invites."""
+
+from __future__ import annotations
+
+from lien.crypto.keys import verify_signed_prekey
+from lien.protocol import errors, limits
+from lien.protocol.api import (
+    Account,
+    DeviceRegistration,
+    LoginRequest,
+    ProfileUpdate,
+    PublicProfile,
+    RegisterRequest,
+    SessionGrant,
+)
+from server.handlers.passwords import hash_password, verify_password
+from server.handlers.tokens import invite_hash, new_invite_code, new_token, token_hash
+from server.services import Caller, Services
+from server.storage import accounts, devices
+
+INVITE_TTL_MS = 14 * 24 * 3600 * 1000
+
+
+def check_device_registration(registration: DeviceRegistration) -> None:
+    prekey = registration.signed_prekey
+    if not verify_signed_prekey(registration.identity_signing_key, prekey.id, prekey.key, prekey.signature):
+        raise errors.InvalidPrekeySignature()
+    if len({p.id for p in registration.prekeys}) != len(registration.prekeys):
+        raise errors.InvalidRequest("One-time prekey ids must be distinct.")
+
+
+async def register(services: Services, request: RegisterRequest) -> SessionGrant:
+    check_device_registration(request.device)
+    if not services.settings.open_registration and request.invite is None:
+        raise errors.RegistrationClosed()
+    password_hash = await hash_password(request.password)
+    now = services.clock()
+    token = new_token()
+    async with services.database.write() as connection:
+        user_id = await accounts.create_user(
+            connection, username=request.username, password_hash=password_hash, profile=request.profile, now=now
+        )
+        if request.invite is not None and not await accounts.consume_invite(
+            connection, code_hash=invite_hash(request.invite), user_id=user_id, now=now
+        ):
+            raise errors.InvalidInvite()
+        device_id = await devices.add_device(connection, user_id=user_id, registration=request.device, now=now)
+        expires_at = await _open_session(services, connection, user_id, device_id, token, now)
+    services.user_ids[request.username] = user_id
+    return SessionGrant(token=token, user=request.username, device=device_id, expires_at=expires_at)
+
+
+async def login(services: Services, request: LoginRequest) -> SessionGrant:
+    if (request.device is None) == (request.device_id is None):
+        raise errors.InvalidRequest("Give either device_id (an existing device) or device (a new one).")
+    if request.device is not None:
+        check_device_registration(request.device)
+    async with services.database.read() as connection:
+        user = await accounts.user_by_username(connection, request.username)
+    if not await verify_password(user.password_hash if user else None, request.password) or user is None:
+        raise errors.InvalidCredentials()
+    now = services.clock()
+    token = new_token()
+    async with services.database.write() as connection:
+        if request.device_id is not None:
+            device = await devices.get_device(connection, request.device_id)
+            if device is None or device.user_id != user.id:
+                raise errors.UnknownDevice()
+            device_id = device.id
+        else:
+            assert request.device is not None
+            if await devices.count_devices(connection, user.id) >= limits.MAX_DEVICES_PER_USER:
+                raise errors.TooManyDevices()
+            device_id = await devices.add_device(connection, user_id=user.id, registration=request.device, now=now)
+        expires_at = await _open_session(services, connection, user.id, device_id, token, now)
+    return SessionGrant(token=token, user=user.username, device=device_id, expires_at=expires_at)
+
+
+async def _open_session(
+    services: Services, connection: accounts.AsyncConnection, user_id: int, device_id: int, token: str, now: int
+) -> int:
+    expires_at = now + services.settings.session_ttl_seconds * 1000
+    await accounts.create_session(
+        connection, user_id=user_id, device_id=device_id, token_hash=token_hash(token), now=now, expires_at=expires_at
+    )
+    return expires_at
+
+
+async def authenticate(services: Services, token: str) -> Caller:
+    """The caller behind a session token, or AuthenticationFailed."""
+    now = services.clock()
+    async with services.database.read() as connection:
+        session = await accounts.live_session(connection, token_hash(token), now)
+        if session is None:
+            raise errors.AuthenticationFailed()
+        user = await accounts.user_by_id(connection, session.user_id)
+        device = await devices.get_device(connection, session.device_id)
+    if user is None or device is None:
+        raise errors.AuthenticationFailed()
+    return Caller(user_id=user.id, username=user.username, device_id=device.id, session_id=session.id)
+
+
+async def logout(services: Services, caller: Caller) -> None:
+    async with services.database.write() as connection:
+        await accounts.revoke_session(connection, caller.session_id, services.clock())
+
+
+async def my_account(services: Services, caller: Caller) -> Account:
+    async with services.database.read() as connection:
+        user = await accounts.user_by_id(connection, caller.user_id)
+    if user is None:
+        raise errors.AuthenticationFailed()
+    return Account(user=user.username, profile=user.profile, created_at=user.created_at)
+
+
+async def update_profile(services: Services, caller: Caller, update: ProfileUpdate) -> Account:
+    changes = {
+        name: value
+        for name in ("display_name", "profession", "rpps", "organisation", "city")
+        if (value := getattr(update, name)) is not None
+    }
+    async with services.database.write() as connection:
+        await accounts.update_profile(connection, caller.user_id, changes)
+    return await my_account(services, caller)
+
+
+async def public_profile(services: Services, username: str) -> PublicProfile:
+    async with services.database.read() as connection:
+        user = await accounts.user_by_username(connection, username)
+    if user is None:
+        raise errors.UnknownUser()
+    return PublicProfile(user=user.username, profile=user.profile)
+
+
+async def create_invite(services: Services, *, note: str = "", ttl_ms: int = INVITE_TTL_MS) -> str:
+    """A new invite code, returned once; only its hash is stored."""
+    code = new_invite_code()
+    now = services.clock()
+    async with services.database.write() as connection:
+        await accounts.create_invite(connection, code_hash=invite_hash(code), note=note, now=now, expires_at=now + ttl_ms)
+    return code
+
+
+async def resolve_user(services: Services, connection: accounts.AsyncConnection, username: str) -> int:
+    """The id of a username (cached: usernames never change), or UnknownUser."""
+    cached = services.user_ids.get(username)
+    if cached is not None:
+        return cached
+    user = await accounts.user_by_username(connection, username)
+    if user is None:
+        raise errors.UnknownUser(f"No user {username!r}.")
+    if len(services.user_ids) > 100_000:
+        services.user_ids.clear()
+    services.user_ids[username] = user.id
+    return user.id

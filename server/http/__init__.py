@@ -1,0 +1,1 @@
+"""HTTP endpoints: parse, authenticate, call a handler, serialise. No rules here."""

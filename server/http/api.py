@@ -1,0 +1,105 @@
+"""The /v1 HTTP API (docs/protocol.md §4)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from lien.protocol.api import (
+    LoginRequest,
+    MessageReceipts,
+    PrekeyUpload,
+    ProfileUpdate,
+    ReceiptRecord,
+    RegisterRequest,
+    SignedPrekey,
+)
+from server.handlers import accounts, keys, messaging
+from server.http.common import authenticated, json_response, parse_body, services_of
+from server.storage import accounts as account_store
+
+
+async def register(request: Request) -> Response:
+    body = await parse_body(request, RegisterRequest)
+    return json_response(await accounts.register(services_of(request), body), status_code=201)
+
+
+async def login(request: Request) -> Response:
+    body = await parse_body(request, LoginRequest)
+    return json_response(await accounts.login(services_of(request), body))
+
+
+async def logout(request: Request) -> Response:
+    caller = await authenticated(request)
+    await accounts.logout(services_of(request), caller)
+    return Response(status_code=204)
+
+
+async def me(request: Request) -> Response:
+    caller = await authenticated(request)
+    services = services_of(request)
+    if request.method == "PATCH":
+        update = await parse_body(request, ProfileUpdate)
+        return json_response(await accounts.update_profile(services, caller, update))
+    return json_response(await accounts.my_account(services, caller))
+
+
+async def user_profile(request: Request) -> Response:
+    await authenticated(request)
+    return json_response(await accounts.public_profile(services_of(request), request.path_params["username"]))
+
+
+async def user_devices(request: Request) -> Response:
+    await authenticated(request)
+    return json_response(await keys.device_list(services_of(request), request.path_params["username"]))
+
+
+async def claim_keys(request: Request) -> Response:
+    caller = await authenticated(request)
+    return json_response(await keys.claim_bundles(services_of(request), caller, request.path_params["username"]))
+
+
+async def prekeys(request: Request) -> Response:
+    caller = await authenticated(request)
+    services = services_of(request)
+    if request.method == "POST":
+        upload = await parse_body(request, PrekeyUpload)
+        return json_response(await keys.upload_prekeys(services, caller, upload))
+    return json_response(await keys.prekey_status(services, caller))
+
+
+async def signed_prekey(request: Request) -> Response:
+    caller = await authenticated(request)
+    prekey = await parse_body(request, SignedPrekey)
+    await keys.rotate_signed_prekey(services_of(request), caller, prekey)
+    return Response(status_code=204)
+
+
+async def receipts(request: Request) -> Response:
+    caller = await authenticated(request)
+    services = services_of(request)
+    message_id = request.path_params["message_id"]
+    rows = await messaging.message_receipts(services, caller, message_id)
+    async with services.database.read() as connection:
+        names = await account_store.usernames_by_id(connection, list({row.user_id for row in rows}))
+    return json_response(
+        MessageReceipts(
+            message=message_id,
+            receipts=[ReceiptRecord(device=r.device_id, user=names[r.user_id], kind=r.kind, at=r.at) for r in rows],
+        )
+    )
+
+
+routes = [
+    Route("/v1/register", register, methods=["POST"]),
+    Route("/v1/login", login, methods=["POST"]),
+    Route("/v1/logout", logout, methods=["POST"]),
+    Route("/v1/me", me, methods=["GET", "PATCH"]),
+    Route("/v1/users/{username}", user_profile, methods=["GET"]),
+    Route("/v1/users/{username}/devices", user_devices, methods=["GET"]),
+    Route("/v1/users/{username}/keys/claim", claim_keys, methods=["POST"]),
+    Route("/v1/devices/self/prekeys", prekeys, methods=["GET", "POST"]),
+    Route("/v1/devices/self/signed-prekey", signed_prekey, methods=["PUT"]),
+    Route("/v1/messages/{message_id}/receipts", receipts, methods=["GET"]),
+]

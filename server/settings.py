@@ -1,0 +1,136 @@
+"""Settings, built once at start from CLI flags, then ``LIEN_*`` variables, then defaults.
+
+No other module reads the environment: the frozen :class:`Settings` is passed
+down explicitly. Secrets (URLs that may hold passwords) can also come from a
+file named by ``LIEN_<NAME>_FILE``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path("data")
+    database_url: str | None = None
+    """SQLAlchemy URL; None means SQLite in ``data_dir``."""
+    redis_url: str | None = None
+    """None means the in-process broker (a single node)."""
+    open_registration: bool = True
+    session_ttl_seconds: int = 30 * 24 * 3600
+    log_level: str = "info"
+    migrate_on_start: bool = True
+    node_name: str = ""
+    """Shown in /healthz and logs; defaults to host:port."""
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'lien.db').resolve()}"
+
+    @property
+    def effective_node_name(self) -> str:
+        return self.node_name or f"{self.host}:{self.port}"
+
+    def __repr__(self) -> str:
+        # URLs may carry passwords: show only their scheme.
+        shown = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in {"database_url", "redis_url"}
+        }
+        for secret in ("database_url", "redis_url"):
+            value = getattr(self, secret)
+            shown[secret] = None if value is None else value.split(":", 1)[0] + ":…"
+        return f"Settings({shown})"
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting as a flag and an environment variable."""
+
+    name: str
+    flag: str
+    help: str
+    secret: bool = False
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("host", "--host", "address to listen on"),
+    Option("port", "--port", "port to listen on"),
+    Option("data_dir", "--data-dir", "directory for the embedded SQLite database"),
+    Option("database_url", "--database-url", "SQLAlchemy URL, e.g. postgresql+asyncpg://...", secret=True),
+    Option("redis_url", "--redis-url", "Redis URL for fan-out between nodes, e.g. redis://host:6379/0", secret=True),
+    Option("open_registration", "--open-registration", "anyone may register (else invite codes)"),
+    Option("session_ttl_seconds", "--session-ttl", "lifetime of a session token, in seconds"),
+    Option("log_level", "--log-level", "debug, info, warning or error"),
+    Option("migrate_on_start", "--migrate-on-start", "apply database migrations when serving"),
+    Option("node_name", "--node-name", "name of this node in logs and /healthz"),
+)
+
+
+def env_name(option: Option) -> str:
+    return "LIEN_" + option.name.upper() if option.name != "session_ttl_seconds" else "LIEN_SESSION_TTL"
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"not a boolean: {raw!r}")
+
+
+def _convert(name: str, raw: str) -> object:
+    field_type = {f.name: f.type for f in dataclasses.fields(Settings)}[name]
+    if field_type == "int":
+        return int(raw)
+    if field_type == "bool":
+        return _parse_bool(raw)
+    if field_type == "Path":
+        return Path(raw)
+    return raw
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add every setting as a flag (default None: unset flags fall back to the environment)."""
+    for option in OPTIONS:
+        kind = {f.name: f.type for f in dataclasses.fields(Settings)}[option.name]
+        if kind == "bool":
+            parser.add_argument(
+                option.flag, dest=option.name, default=None, action=argparse.BooleanOptionalAction,
+                help=f"{option.help} ({env_name(option)})",
+            )
+        else:
+            parser.add_argument(
+                option.flag, dest=option.name, default=None, help=f"{option.help} ({env_name(option)})"
+            )
+
+
+def build_settings(flags: Mapping[str, object] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Flags win over ``LIEN_*`` variables (or ``LIEN_*_FILE`` for secrets), which win over defaults."""
+    flags = flags or {}
+    environ = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for option in OPTIONS:
+        flagged = flags.get(option.name)
+        if flagged is not None:
+            values[option.name] = flagged if not isinstance(flagged, str) else _convert(option.name, flagged)
+            continue
+        variable = env_name(option)
+        if variable in environ:
+            values[option.name] = _convert(option.name, environ[variable])
+        elif option.secret and f"{variable}_FILE" in environ:
+            secret = Path(environ[f"{variable}_FILE"]).read_text().strip()
+            values[option.name] = _convert(option.name, secret)
+    return Settings(**values)  # type: ignore[arg-type]

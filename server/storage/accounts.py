@@ -1,0 +1,143 @@
+"""Accounts, sessions and invite codes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from lien.protocol import errors
+from lien.protocol.api import Profile
+from server.storage.schema import invites, sessions, users
+
+
+@dataclass(frozen=True)
+class UserRow:
+    id: int
+    username: str
+    password_hash: str
+    profile: Profile
+    created_at: int
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    id: int
+    user_id: int
+    device_id: int
+    expires_at: int
+
+
+_PROFILE_COLUMNS = ("display_name", "profession", "rpps", "organisation", "city")
+
+
+def _user_from(row: object) -> UserRow:
+    mapping = row._mapping  # type: ignore[attr-defined]
+    return UserRow(
+        id=mapping["id"],
+        username=mapping["username"],
+        password_hash=mapping["password_hash"],
+        profile=Profile(**{column: mapping[column] for column in _PROFILE_COLUMNS}),
+        created_at=mapping["created_at"],
+    )
+
+
+async def create_user(
+    connection: AsyncConnection, *, username: str, password_hash: str, profile: Profile, now: int
+) -> int:
+    """Insert the user; raises UsernameTaken when the name exists (also under a race)."""
+    values = {column: getattr(profile, column) for column in _PROFILE_COLUMNS}
+    try:
+        async with connection.begin_nested():
+            result = await connection.execute(
+                insert(users)
+                .values(username=username, password_hash=password_hash, created_at=now, **values)
+                .returning(users.c.id)
+            )
+    except IntegrityError:
+        raise errors.UsernameTaken() from None
+    return int(result.scalar_one())
+
+
+async def user_by_username(connection: AsyncConnection, username: str) -> UserRow | None:
+    row = (await connection.execute(select(users).where(users.c.username == username))).first()
+    return None if row is None else _user_from(row)
+
+
+async def user_by_id(connection: AsyncConnection, user_id: int) -> UserRow | None:
+    row = (await connection.execute(select(users).where(users.c.id == user_id))).first()
+    return None if row is None else _user_from(row)
+
+
+async def user_ids_by_username(connection: AsyncConnection, usernames: list[str]) -> dict[str, int]:
+    rows = await connection.execute(select(users.c.username, users.c.id).where(users.c.username.in_(usernames)))
+    return {row.username: row.id for row in rows}
+
+
+async def usernames_by_id(connection: AsyncConnection, user_ids: list[int]) -> dict[int, str]:
+    rows = await connection.execute(select(users.c.id, users.c.username).where(users.c.id.in_(user_ids)))
+    return {row.id: row.username for row in rows}
+
+
+async def update_profile(connection: AsyncConnection, user_id: int, changes: dict[str, str]) -> None:
+    unknown = set(changes) - set(_PROFILE_COLUMNS)
+    if unknown:
+        raise ValueError(f"not profile columns: {sorted(unknown)}")
+    if changes:
+        await connection.execute(update(users).where(users.c.id == user_id).values(**changes))
+
+
+async def create_session(
+    connection: AsyncConnection, *, user_id: int, device_id: int, token_hash: bytes, now: int, expires_at: int
+) -> None:
+    await connection.execute(
+        insert(sessions).values(
+            user_id=user_id, device_id=device_id, token_hash=token_hash, created_at=now, expires_at=expires_at
+        )
+    )
+
+
+async def live_session(connection: AsyncConnection, token_hash: bytes, now: int) -> SessionRow | None:
+    """The session for this token hash if it is neither expired nor revoked."""
+    row = (
+        await connection.execute(
+            select(sessions.c.id, sessions.c.user_id, sessions.c.device_id, sessions.c.expires_at).where(
+                and_(
+                    sessions.c.token_hash == token_hash,
+                    sessions.c.revoked_at.is_(None),
+                    sessions.c.expires_at > now,
+                )
+            )
+        )
+    ).first()
+    if row is None:
+        return None
+    return SessionRow(id=row.id, user_id=row.user_id, device_id=row.device_id, expires_at=row.expires_at)
+
+
+async def revoke_session(connection: AsyncConnection, session_id: int, now: int) -> None:
+    await connection.execute(
+        update(sessions).where(sessions.c.id == session_id, sessions.c.revoked_at.is_(None)).values(revoked_at=now)
+    )
+
+
+async def create_invite(connection: AsyncConnection, *, code_hash: bytes, note: str, now: int, expires_at: int) -> None:
+    await connection.execute(
+        insert(invites).values(code_hash=code_hash, note=note, created_at=now, expires_at=expires_at)
+    )
+
+
+async def consume_invite(connection: AsyncConnection, *, code_hash: bytes, user_id: int, now: int) -> bool:
+    """Mark the invite used by this user; False when unknown, used or expired (one winner under races)."""
+    result = await connection.execute(
+        update(invites)
+        .where(invites.c.code_hash == code_hash, invites.c.used_by.is_(None), invites.c.expires_at > now)
+        .values(used_by=user_id, used_at=now)
+    )
+    return result.rowcount == 1
+
+
+async def count_users(connection: AsyncConnection) -> int:
+    return int((await connection.execute(select(func.count()).select_from(users))).scalar_one())

@@ -1,0 +1,110 @@
+"""Group commit: write jobs that arrive together share one transaction.
+
+While one transaction runs, new jobs queue; the next transaction takes all of
+them (up to ``max_batch``). Nobody waits for a timer, so a lone job commits
+at once and a burst pays for one commit instead of many (DESIGN.md, "durable
+and fast at once").
+
+A job receives the open connection and returns its result. Contract: a job
+raises a :class:`LienError` only *before* it writes anything, so the batch can
+carry on without it. Any other exception rolls the whole transaction back and
+every job of the batch is retried alone, so one bad job cannot sink the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from lien.protocol.errors import LienError
+from server.storage.database import Database
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Job = Callable[[AsyncConnection], Awaitable[T]]
+
+
+@dataclass
+class _Pending:
+    job: Job[Any]
+    future: asyncio.Future[Any]
+    outcome: tuple[bool, Any] | None = field(default=None)
+
+
+class GroupCommitter:
+    def __init__(self, database: Database, *, max_batch: int = 256, workers: int = 1) -> None:
+        self._database = database
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._workers = workers
+        self._tasks: list[asyncio.Task[None]] = []
+        self.on_batch: Callable[[int], None] | None = None
+        """Called with each committed batch's size (metrics)."""
+
+    def start(self) -> None:
+        if not self._tasks:
+            self._tasks = [asyncio.create_task(self._work(), name=f"group-commit-{n}") for n in range(self._workers)]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        self._tasks = []
+        while not self._queue.empty():
+            pending = self._queue.get_nowait()
+            if not pending.future.done():
+                pending.future.set_exception(RuntimeError("storage is shutting down"))
+
+    async def run(self, job: Job[T]) -> T:
+        """Run ``job`` in the next shared transaction; returns once it has committed."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Pending(job, future))
+        return await future
+
+    async def _work(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._commit_together(batch)
+            except Exception:
+                logger.warning("group commit of %d jobs failed; retrying each alone", len(batch), exc_info=True)
+                for pending in batch:
+                    try:
+                        await self._commit_together([pending])
+                    except Exception as exc:
+                        logger.exception("write job failed")
+                        if not pending.future.done():
+                            pending.future.set_exception(exc)
+            for pending in batch:
+                if pending.future.done() or pending.outcome is None:
+                    continue
+                succeeded, value = pending.outcome
+                if succeeded:
+                    pending.future.set_result(value)
+                else:
+                    pending.future.set_exception(value)
+
+    async def _commit_together(self, batch: list[_Pending]) -> None:
+        async with self._database.write() as connection:
+            for pending in batch:
+                pending.outcome = None
+                if pending.future.cancelled():
+                    continue
+                try:
+                    pending.outcome = (True, await pending.job(connection))
+                except LienError as refusal:
+                    pending.outcome = (False, refusal)
+        if self.on_batch is not None:
+            self.on_batch(len(batch))

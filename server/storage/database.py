@@ -1,0 +1,88 @@
+"""The database handle: engines, transactions and dialect quirks, nothing else.
+
+SQLite (the embedded default) allows one writer at a time, so write
+transactions start with ``BEGIN IMMEDIATE`` (no lock upgrades, no deadlocks)
+and wait on ``busy_timeout``; reads use a second engine with deferred
+transactions so they never queue behind writers (WAL mode).
+PostgreSQL uses one engine for both.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+logger = logging.getLogger(__name__)
+
+
+class Database:
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        parsed = make_url(url)
+        self.dialect = parsed.get_backend_name()
+        self.url = url
+        if self.dialect == "sqlite":
+            database = parsed.database or ""
+            if database and database != ":memory:":
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            self._writer = self._sqlite_engine(url, immediate=True)
+            self._reader = self._sqlite_engine(url, immediate=False)
+        else:
+            self._writer = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+            self._reader = self._writer
+
+    @staticmethod
+    def _sqlite_engine(url: str, *, immediate: bool) -> AsyncEngine:
+        engine = create_async_engine(url)
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            # Let SQLAlchemy's "begin" event, not the driver, open transactions.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _on_begin(connection: Any) -> None:
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        return engine
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.dialect == "postgresql"
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """One write transaction, committed on normal exit, rolled back on error."""
+        async with self._writer.begin() as connection:
+            yield connection
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        async with self._reader.begin() as connection:
+            yield connection
+
+    async def health(self) -> dict[str, object]:
+        try:
+            async with self.read() as connection:
+                await connection.execute(text("SELECT 1"))
+        except Exception as exc:  # reported, not raised: /healthz must answer
+            logger.warning("database health check failed: %s", type(exc).__name__)
+            return {"backend": self.dialect, "ok": False}
+        return {"backend": self.dialect, "ok": True}
+
+    async def close(self) -> None:
+        await self._writer.dispose()
+        if self._reader is not self._writer:
+            await self._reader.dispose()

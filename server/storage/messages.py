@@ -1,0 +1,207 @@
+"""Messages, device inboxes, receipts and contacts.
+
+An inbox entry is a frame stored for one device under a per-device sequence
+number. Sequence numbers come from ``devices.next_seq``, bumped under that
+row's lock inside the writing transaction, so one device's entries commit in
+sequence order and a device resuming "after seq N" never skips one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.expression import Insert
+
+from sqlalchemy import Table
+
+from server.storage.schema import contacts, devices, inbox, messages, receipts
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    id: str
+    sender_user_id: int
+    sender_device_id: int
+    recipient_user_id: int
+    client_id: str
+    created_at: int
+
+
+@dataclass(frozen=True)
+class InboxEntry:
+    device_id: int
+    seq: int
+    kind: int
+    message_id: str
+    frame: bytes
+
+
+@dataclass(frozen=True)
+class ReceiptRow:
+    message_id: str
+    device_id: int
+    user_id: int
+    kind: str
+    at: int
+
+
+def _insert_ignoring_conflicts(connection: AsyncConnection, table: Table) -> Insert:
+    if connection.dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    return sqlite.insert(table).on_conflict_do_nothing()
+
+
+def _message_from(row: Any) -> StoredMessage:
+    return StoredMessage(
+        id=row.id,
+        sender_user_id=row.sender_user_id,
+        sender_device_id=row.sender_device_id,
+        recipient_user_id=row.recipient_user_id,
+        client_id=row.client_id,
+        created_at=row.created_at,
+    )
+
+
+async def message_by_client_id(
+    connection: AsyncConnection, sender_device_id: int, client_id: str
+) -> StoredMessage | None:
+    row = (
+        await connection.execute(
+            select(messages).where(messages.c.sender_device_id == sender_device_id, messages.c.client_id == client_id)
+        )
+    ).first()
+    return None if row is None else _message_from(row)
+
+
+async def get_message(connection: AsyncConnection, message_id: str) -> StoredMessage | None:
+    row = (await connection.execute(select(messages).where(messages.c.id == message_id))).first()
+    return None if row is None else _message_from(row)
+
+
+async def insert_message(connection: AsyncConnection, message: StoredMessage) -> None:
+    await connection.execute(
+        insert(messages).values(
+            id=message.id,
+            sender_user_id=message.sender_user_id,
+            sender_device_id=message.sender_device_id,
+            recipient_user_id=message.recipient_user_id,
+            client_id=message.client_id,
+            created_at=message.created_at,
+        )
+    )
+
+
+async def allocate_seqs(connection: AsyncConnection, counts: Mapping[int, int]) -> dict[int, int]:
+    """Reserve ``counts[device]`` consecutive seqs per device; returns the first of each.
+
+    Devices are locked in id order so two nodes writing to the same devices
+    cannot deadlock. A device that no longer exists is left out of the result.
+    """
+    first_seqs: dict[int, int] = {}
+    for device_id in sorted(counts):
+        count = counts[device_id]
+        row = (
+            await connection.execute(
+                update(devices)
+                .where(devices.c.id == device_id)
+                .values(next_seq=devices.c.next_seq + count)
+                .returning(devices.c.next_seq)
+            )
+        ).first()
+        if row is not None:
+            first_seqs[device_id] = int(row.next_seq) - count + 1
+    return first_seqs
+
+
+async def append_inbox_entries(connection: AsyncConnection, entries: Iterable[InboxEntry], now: int) -> None:
+    rows = [
+        {
+            "device_id": entry.device_id,
+            "seq": entry.seq,
+            "kind": entry.kind,
+            "message_id": entry.message_id,
+            "frame": entry.frame,
+            "created_at": now,
+        }
+        for entry in entries
+    ]
+    if rows:
+        await connection.execute(insert(inbox), rows)
+
+
+@dataclass(frozen=True)
+class PendingEntry:
+    seq: int
+    created_at: int
+    frame: bytes
+
+
+async def read_inbox(connection: AsyncConnection, device_id: int, after_seq: int, limit: int) -> list[PendingEntry]:
+    """The device's entries after ``after_seq``, in order."""
+    rows = await connection.execute(
+        select(inbox.c.seq, inbox.c.created_at, inbox.c.frame)
+        .where(inbox.c.device_id == device_id, inbox.c.seq > after_seq)
+        .order_by(inbox.c.seq)
+        .limit(limit)
+    )
+    return [PendingEntry(seq=row.seq, created_at=row.created_at, frame=bytes(row.frame)) for row in rows]
+
+
+async def acked_seq(connection: AsyncConnection, device_id: int) -> int:
+    result = await connection.execute(select(devices.c.acked_seq).where(devices.c.id == device_id))
+    return int(result.scalar_one_or_none() or 0)
+
+
+async def ack_up_to(connection: AsyncConnection, device_id: int, seq: int) -> None:
+    """Purge everything up to ``seq`` from the device's inbox and remember the ack."""
+    await connection.execute(delete(inbox).where(inbox.c.device_id == device_id, inbox.c.seq <= seq))
+    await connection.execute(
+        update(devices).where(devices.c.id == device_id, devices.c.acked_seq < seq).values(acked_seq=seq)
+    )
+
+
+async def inbox_depth(connection: AsyncConnection, device_id: int) -> int:
+    result = await connection.execute(select(func.count()).select_from(inbox).where(inbox.c.device_id == device_id))
+    return int(result.scalar_one())
+
+
+async def insert_receipt(connection: AsyncConnection, receipt: ReceiptRow) -> bool:
+    """Record a receipt once; False when this device already reported this kind."""
+    result = await connection.execute(
+        _insert_ignoring_conflicts(connection, receipts).values(
+            message_id=receipt.message_id,
+            device_id=receipt.device_id,
+            user_id=receipt.user_id,
+            kind=receipt.kind,
+            at=receipt.at,
+        )
+    )
+    return bool(result.rowcount == 1)
+
+
+async def receipts_for(connection: AsyncConnection, message_id: str) -> list[ReceiptRow]:
+    rows = await connection.execute(
+        select(receipts).where(receipts.c.message_id == message_id).order_by(receipts.c.at, receipts.c.device_id)
+    )
+    return [
+        ReceiptRow(message_id=row.message_id, device_id=row.device_id, user_id=row.user_id, kind=row.kind, at=row.at)
+        for row in rows
+    ]
+
+
+async def add_contacts(connection: AsyncConnection, pairs: Iterable[tuple[int, int]], now: int) -> None:
+    rows = [{"user_id": a, "contact_id": b, "since": now} for a, b in pairs]
+    if rows:
+        await connection.execute(_insert_ignoring_conflicts(connection, contacts), rows)
+
+
+async def contacts_among(connection: AsyncConnection, user_id: int, others: list[int]) -> set[int]:
+    rows = await connection.execute(
+        select(contacts.c.contact_id).where(contacts.c.user_id == user_id, contacts.c.contact_id.in_(others))
+    )
+    return {row.contact_id for row in rows}

@@ -1,0 +1,402 @@
+"""One authenticated device socket: read frames, push the inbox in order, write with a bound.
+
+Three tasks per connection: the reader (parses and dispatches frames), the
+pump (pushes inbox entries in sequence order, at most ``DELIVERY_WINDOW``
+unacked) and the writer (drains a bounded queue onto the socket). Notices
+from the broker only wake the pump or hand it the next frame; the database
+inbox is the truth, so a lost notice only delays delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from lien.protocol import codec, errors, frames, limits
+from server.broker import BrokerUnavailable, Subscription
+from server.handlers import accounts, messaging
+from server.services import Caller, Services
+from server.storage import devices, messages
+from server.ws import notices
+
+logger = logging.getLogger(__name__)
+
+_MESSAGE_FRAME_PREFIX = b'{"type":"message"'
+_MAX_PENDING_NOTICES = 2 * limits.DELIVERY_WINDOW
+
+
+class _ConnectionLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        return f"[conn {self.extra['connection']}] {msg}", kwargs  # type: ignore[index]
+
+
+class DeviceConnection:
+    def __init__(self, services: Services, websocket: WebSocket) -> None:
+        self.services = services
+        self.websocket = websocket
+        self.id = secrets.token_hex(6)
+        # Presence counts connections, so a replaced connection going away
+        # cannot mark its device's newer connection offline.
+        self.presence_key = int(self.id, 16)
+        self.log = _ConnectionLog(logger, {"connection": self.id})
+        self.caller: Caller | None = None
+        self._outbound: asyncio.Queue[str] = asyncio.Queue(maxsize=limits.OUTBOUND_QUEUE_FRAMES)
+        self._closing: asyncio.Future[errors.LienError | None] = asyncio.get_running_loop().create_future()
+        self._wake = asyncio.Event()
+        self._pending: dict[int, notices.InboxNotice] = {}
+        self._pushed_seq = 0
+        self._acked_seq = 0
+        self._ack_target = 0
+        self._ack_writer: asyncio.Task[None] | None = None
+        self._sends_in_flight = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._subscriptions: list[Subscription] = []
+        self._watched: dict[int, Subscription] = {}
+
+    # --- lifecycle ---------------------------------------------------------
+
+    async def serve(self) -> None:
+        await self.websocket.accept()
+        try:
+            caller = await self._authenticate()
+            if caller is None:
+                return
+            self.caller = caller
+            await self._start(caller)
+            reader = self._spawn(self._read_loop())
+            await asyncio.wait([reader, self._closing], return_when=asyncio.FIRST_COMPLETED)
+            await self._cancel_tasks()
+            error = self._closing.result() if self._closing.done() else None
+            if error is not None:
+                await self._close_with(error)
+        except (WebSocketDisconnect, ConnectionError):
+            pass
+        finally:
+            await self._stop()
+
+    def close(self, error: errors.LienError | None) -> None:
+        """Ask the connection to close (from any task); ``error`` is sent first if given."""
+        if not self._closing.done():
+            self._closing.set_result(error)
+
+    async def _authenticate(self) -> Caller | None:
+        while True:
+            try:
+                async with asyncio.timeout(limits.AUTH_TIMEOUT_SECONDS):
+                    data = await self._receive_text()
+            except TimeoutError:
+                await self._close_with(errors.AuthTimeout())
+                return None
+            if data is None:
+                return None
+            try:
+                frame = codec.decode_client_frame(data)
+                if not isinstance(frame, frames.Auth):
+                    raise errors.NotAuthenticated()
+                if frame.v != limits.PROTOCOL_VERSION:
+                    raise errors.UnsupportedVersion(
+                        f"The server speaks protocol version {limits.PROTOCOL_VERSION}, not {frame.v}."
+                    )
+                return await accounts.authenticate(self.services, frame.token)
+            except errors.LienError as error:
+                self.services.metrics.errors.labels(error.code).inc()
+                if error.close_code is not None:
+                    await self._close_with(error)
+                    return None
+                await self._send_now(frames.Error(code=error.code, message=error.message))
+
+    async def _start(self, caller: Caller) -> None:
+        services = self.services
+        self.log.info("device %d of user %d connected", caller.device_id, caller.user_id)
+        self._subscriptions.append(
+            services.broker.subscribe(notices.device_channel(caller.device_id), self._on_device_notice)
+        )
+        self._subscriptions.append(services.broker.subscribe(notices.user_channel(caller.user_id), self._on_ephemeral))
+        await services.broker.wait_subscribed()
+        services.hub.add(self)
+        services.metrics.connections.inc()
+        self._spawn(self._write_loop())
+        async with services.database.read() as connection:
+            self._acked_seq = await messages.acked_seq(connection, caller.device_id)
+            prekeys = await devices.count_prekeys(connection, caller.device_id)
+        self._pushed_seq = self._ack_target = self._acked_seq
+        self._push(
+            frames.Ready(
+                v=limits.PROTOCOL_VERSION,
+                user=caller.username,
+                device=caller.device_id,
+                server_time=services.clock(),
+                prekeys=prekeys,
+                replenish=prekeys < limits.PREKEY_REPLENISH_BELOW,
+            )
+        )
+        self._spawn(self._pump())
+        self._wake.set()
+        await self._publish(notices.device_channel(caller.device_id), notices.kick(self.id))
+        if await services.presence.device_online(caller.user_id, self.presence_key):
+            await self._publish_presence(caller.user_id, online=True)
+
+    async def _cancel_tasks(self) -> None:
+        for subscription in [*self._subscriptions, *self._watched.values()]:
+            subscription.close()
+        self._subscriptions.clear()
+        self._watched.clear()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+
+    async def _stop(self) -> None:
+        await self._cancel_tasks()
+        if self.caller is not None:
+            caller = self.caller
+            self.services.hub.remove(self)
+            self.services.metrics.connections.dec()
+            if self._ack_target > self._acked_seq:
+                await messaging.ack(self.services, caller, self._ack_target)
+            try:
+                if await self.services.presence.device_offline(caller.user_id, self.presence_key):
+                    await self._publish_presence(caller.user_id, online=False)
+            except Exception:
+                self.log.warning("could not record device offline", exc_info=True)
+            self.log.info("device %d disconnected", caller.device_id)
+
+    async def _close_with(self, error: errors.LienError) -> None:
+        self.services.metrics.errors.labels(error.code).inc()
+        try:
+            await self._send_now(frames.Error(code=error.code, message=error.message))
+            await self.websocket.close(code=error.close_code or 1000, reason=error.code)
+        except (WebSocketDisconnect, RuntimeError, ConnectionError):
+            pass
+
+    def _spawn(self, coroutine: Any) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            if not isinstance(exc, (WebSocketDisconnect, ConnectionError)):
+                self.log.error("connection task failed", exc_info=exc)
+            self.close(None)
+
+    # --- reading -----------------------------------------------------------
+
+    async def _receive_text(self) -> str | None:
+        while True:
+            message = await self.websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return None
+            text = message.get("text")
+            if text is not None:
+                return str(text)
+            await self._send_now(
+                frames.Error(code=errors.MalformedFrame.code, message="Frames are JSON text frames, not binary.")
+            )
+
+    async def _read_loop(self) -> None:
+        while True:
+            data = await self._receive_text()
+            if data is None:
+                self.close(None)
+                return
+            ref: str | None = None
+            try:
+                frame = codec.decode_client_frame(data)
+                self.services.metrics.frames_in.labels(type(frame).__struct_config__.tag).inc()
+                ref = _ref_of(frame)
+                await self._dispatch(frame)
+            except errors.LienError as error:
+                self._report(error, ref)
+
+    async def _dispatch(self, frame: frames.ClientFrame) -> None:
+        caller = self.caller
+        assert caller is not None
+        match frame:
+            case frames.Send():
+                if self._sends_in_flight >= limits.MAX_SENDS_IN_FLIGHT:
+                    raise errors.TooManyInFlight()
+                self._sends_in_flight += 1
+                self._spawn(self._handle_send(caller, frame))
+            case frames.Ack(up_to=up_to):
+                self._handle_ack(caller, up_to)
+            case frames.Receipt():
+                self._spawn(self._guarded(messaging.record_receipt(self.services, caller, frame), frame.message))
+            case frames.Typing():
+                await messaging.relay_typing(self.services, caller, frame)
+            case frames.Watch(users=users):
+                await self._handle_watch(caller, users)
+            case frames.Ping(id=ping_id):
+                self._push(frames.Pong(id=ping_id))
+            case frames.Auth():
+                raise errors.AlreadyAuthenticated()
+
+    async def _handle_send(self, caller: Caller, send: frames.Send) -> None:
+        try:
+            self._push(await messaging.accept_envelope(self.services, caller, send))
+        except errors.LienError as error:
+            self._report(error, send.id)
+        except Exception:
+            self.log.exception("send failed")
+            self._report(errors.InternalError(), send.id)
+        finally:
+            self._sends_in_flight -= 1
+
+    async def _guarded(self, work: Any, ref: str | None) -> None:
+        try:
+            await work
+        except errors.LienError as error:
+            self._report(error, ref)
+        except Exception:
+            self.log.exception("request failed")
+            self._report(errors.InternalError(), ref)
+
+    def _handle_ack(self, caller: Caller, up_to: int) -> None:
+        if up_to > self._pushed_seq:
+            raise errors.InvalidAck(f"Sequence {up_to} was not delivered yet (last delivered: {self._pushed_seq}).")
+        if up_to <= self._ack_target:
+            return
+        self._ack_target = up_to
+        self._wake.set()
+        if self._ack_writer is None or self._ack_writer.done():
+            self._ack_writer = self._spawn(self._write_acks(caller))
+
+    async def _write_acks(self, caller: Caller) -> None:
+        """Coalesce acks: one write for whatever arrived while the previous one committed."""
+        while self._ack_target > self._acked_seq:
+            target = self._ack_target
+            await messaging.ack(self.services, caller, target)
+            self._acked_seq = max(self._acked_seq, target)
+
+    async def _handle_watch(self, caller: Caller, usernames: list[str]) -> None:
+        allowed = await messaging.watchable(self.services, caller, usernames)
+        wanted = set(allowed.values())
+        for user_id in set(self._watched) - wanted:
+            self._watched.pop(user_id).close()
+        for user_id in wanted - set(self._watched):
+            self._watched[user_id] = self.services.broker.subscribe(
+                notices.presence_channel(user_id), self._on_ephemeral
+            )
+        await self.services.broker.wait_subscribed()
+        online = await self.services.presence.online(list(wanted))
+        for username, user_id in sorted(allowed.items()):
+            self._push(frames.Presence(user=username, online=user_id in online))
+
+    def _report(self, error: errors.LienError, ref: str | None) -> None:
+        self.services.metrics.errors.labels(error.code).inc()
+        if error.close_code is not None:
+            self.close(error)
+            return
+        self._push(
+            frames.Error(
+                code=error.code, message=error.message, ref=ref, retry_after=error.retry_after, details=error.details
+            )
+        )
+
+    # --- delivery ----------------------------------------------------------
+
+    def _on_device_notice(self, payload: bytes) -> None:
+        notice = notices.decode(payload)
+        match notice:
+            case notices.InboxNotice():
+                if notice.seq > self._pushed_seq and len(self._pending) < _MAX_PENDING_NOTICES:
+                    self._pending[notice.seq] = notice
+                self._wake.set()
+            case notices.EphemeralNotice(frame=frame):
+                self._push_ephemeral(frame)
+            case notices.KickNotice(connection_id=other) if other != self.id:
+                self.close(errors.SessionReplaced())
+
+    def _on_ephemeral(self, payload: bytes) -> None:
+        notice = notices.decode(payload)
+        if isinstance(notice, notices.EphemeralNotice):
+            self._push_ephemeral(notice.frame)
+
+    def wake(self) -> None:
+        """Re-read the inbox (after the broker lost notices, e.g. a Redis restart)."""
+        self._wake.set()
+
+    async def _pump(self) -> None:
+        caller = self.caller
+        assert caller is not None
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pushed_seq - self._ack_target < limits.DELIVERY_WINDOW:
+                following = self._pending.pop(self._pushed_seq + 1, None)
+                if following is not None:
+                    self._push_entry(following.seq, following.accepted_at, following.frame)
+                    continue
+                room = limits.DELIVERY_WINDOW - (self._pushed_seq - self._ack_target)
+                async with self.services.database.read() as connection:
+                    entries = await messages.read_inbox(
+                        connection, caller.device_id, self._pushed_seq, min(room, limits.INBOX_BATCH)
+                    )
+                if not entries:
+                    break
+                for entry in entries:
+                    self._push_entry(entry.seq, entry.created_at, entry.frame)
+            for seq in [seq for seq in self._pending if seq <= self._pushed_seq]:
+                del self._pending[seq]
+
+    def _push_entry(self, seq: int, accepted_at: int, frame: bytes) -> None:
+        self._pushed_seq = seq
+        if frame.startswith(_MESSAGE_FRAME_PREFIX):
+            self.services.metrics.messages_delivered.inc()
+        self.services.metrics.delivery_latency.observe(max(0, self.services.clock() - accepted_at) / 1000)
+        self._enqueue(frame.decode())
+
+    # --- writing -----------------------------------------------------------
+
+    def _push(self, frame: frames.Frame) -> None:
+        self.services.metrics.frames_out.labels(frame.__struct_config__.tag).inc()
+        self._enqueue(codec.encode_text(frame))
+
+    def _push_ephemeral(self, frame: bytes) -> None:
+        """Typing and presence are dropped, not queued, when the socket is backed up."""
+        if self._outbound.qsize() < limits.OUTBOUND_QUEUE_FRAMES // 2:
+            self._enqueue(frame.decode())
+
+    def _enqueue(self, text: str) -> None:
+        try:
+            self._outbound.put_nowait(text)
+        except asyncio.QueueFull:
+            self.close(errors.TooSlow())
+
+    async def _write_loop(self) -> None:
+        while True:
+            text = await self._outbound.get()
+            await self.websocket.send_text(text)
+
+    async def _send_now(self, frame: frames.Frame) -> None:
+        await self.websocket.send_text(codec.encode_text(frame))
+
+    async def _publish(self, channel: str, payload: bytes) -> None:
+        try:
+            await self.services.broker.publish(channel, payload)
+        except BrokerUnavailable:
+            self.services.metrics.broker_failures.inc()
+
+    async def _publish_presence(self, user_id: int, *, online: bool) -> None:
+        assert self.caller is not None
+        frame = codec.encode(frames.Presence(user=self.caller.username, online=online))
+        await self._publish(notices.presence_channel(user_id), notices.ephemeral(frame))
+
+
+def _ref_of(frame: frames.ClientFrame) -> str | None:
+    match frame:
+        case frames.Send(id=client_id):
+            return client_id
+        case frames.Receipt(message=message_id):
+            return message_id
+        case frames.Ping(id=ping_id):
+            return str(ping_id)
+    return None

@@ -1,0 +1,216 @@
+"""Accounts over HTTP, in process, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+
+import msgspec
+
+from lien.protocol.api import Account, LoginRequest, Profile, RegisterRequest, SessionGrant
+from server.handlers.tokens import invite_hash
+from tests.appclient import PASSWORD, app_client, bearer, register
+from tests.keys import new_device
+
+
+def error_code(response) -> str:  # type: ignore[no-untyped-def]
+    return response.json()["error"]["code"]
+
+
+def test_register_login_profile_logout(database_url: str) -> None:
+    with app_client(database_url) as client:
+        grant, _ = register(client, "dr.martin", profession="Médecin généraliste", city="Lyon", rpps="10101010101")
+        assert grant.user == "dr.martin" and grant.device > 0 and len(grant.token) >= 40
+
+        account = msgspec.json.decode(client.get("/v1/me", headers=bearer(grant.token)).content, type=Account)
+        assert account.profile.profession == "Médecin généraliste"
+        assert account.profile.rpps == "10101010101"
+
+        updated = client.patch("/v1/me", headers=bearer(grant.token), json={"city": "Villeurbanne"})
+        assert updated.status_code == 200 and updated.json()["profile"]["city"] == "Villeurbanne"
+
+        login = client.post("/v1/login", json={"username": "dr.martin", "password": PASSWORD, "device_id": grant.device})
+        assert login.status_code == 200
+        second = msgspec.json.decode(login.content, type=SessionGrant)
+        assert second.device == grant.device and second.token != grant.token
+
+        assert client.post("/v1/logout", headers=bearer(grant.token)).status_code == 204
+        refused = client.get("/v1/me", headers=bearer(grant.token))
+        assert refused.status_code == 401 and error_code(refused) == "auth-failed"
+        assert client.get("/v1/me", headers=bearer(second.token)).status_code == 200
+
+
+def test_username_taken_and_invalid_inputs(database_url: str) -> None:
+    with app_client(database_url) as client:
+        register(client, "alice")
+        again = client.post(
+            "/v1/register",
+            content=msgspec.json.encode(
+                RegisterRequest(
+                    username="alice", password=PASSWORD, profile=Profile(display_name="A"), device=new_device().registration
+                )
+            ),
+        )
+        assert again.status_code == 409 and error_code(again) == "username-taken"
+
+        body = msgspec.to_builtins(
+            RegisterRequest(
+                username="bob", password=PASSWORD, profile=Profile(display_name="B"), device=new_device().registration
+            )
+        )
+        for field, value in [("username", "Bob Smith"), ("username", "x"), ("password", "short")]:
+            bad = client.post("/v1/register", json={**body, field: value})
+            assert bad.status_code == 400 and error_code(bad) == "invalid-request", (field, value)
+        bad_rpps = client.post("/v1/register", json={**body, "profile": {"display_name": "B", "rpps": "12ab"}})
+        assert error_code(bad_rpps) == "invalid-request"
+        not_json = client.post("/v1/register", content=b"{nope")
+        assert not_json.status_code == 400 and error_code(not_json) == "invalid-request"
+        huge = client.post("/v1/register", content=b"x" * 300_000)
+        assert huge.status_code == 413 and error_code(huge) == "body-too-large"
+
+
+def test_signed_prekey_signature_is_checked(database_url: str) -> None:
+    with app_client(database_url) as client:
+        device = new_device()
+        registration = msgspec.to_builtins(device.registration)
+        signature = bytearray(device.registration.signed_prekey.signature)
+        signature[0] ^= 1
+        import base64
+
+        registration["signed_prekey"]["signature"] = base64.b64encode(bytes(signature)).decode()
+        response = client.post(
+            "/v1/register",
+            json={"username": "carol", "password": PASSWORD, "profile": {"display_name": "C"}, "device": registration},
+        )
+        assert response.status_code == 400 and error_code(response) == "invalid-prekey-signature"
+        # Nothing was created: the name is still free.
+        register(client, "carol")
+
+
+def test_wrong_password_and_unknown_user_look_the_same(database_url: str) -> None:
+    with app_client(database_url) as client:
+        grant, _ = register(client, "dave")
+        wrong = client.post("/v1/login", json={"username": "dave", "password": "not the password", "device_id": 1})
+        unknown = client.post("/v1/login", json={"username": "nobody", "password": "not the password", "device_id": 1})
+        assert wrong.status_code == unknown.status_code == 401
+        assert error_code(wrong) == error_code(unknown) == "invalid-credentials"
+        assert wrong.json()["error"]["message"] == unknown.json()["error"]["message"]
+
+
+def test_login_new_device_limits_and_foreign_device(database_url: str) -> None:
+    with app_client(database_url) as client:
+        alice, _ = register(client, "alice")
+        bob, _ = register(client, "bob")
+        foreign = client.post("/v1/login", json={"username": "alice", "password": PASSWORD, "device_id": bob.device})
+        assert foreign.status_code == 404 and error_code(foreign) == "unknown-device"
+        both = client.post(
+            "/v1/login",
+            json={
+                "username": "alice",
+                "password": PASSWORD,
+                "device_id": alice.device,
+                "device": msgspec.to_builtins(new_device().registration),
+            },
+        )
+        assert error_code(both) == "invalid-request"
+        devices = {alice.device}
+        from lien.protocol import limits
+
+        for _ in range(limits.MAX_DEVICES_PER_USER - 1):
+            response = client.post(
+                "/v1/login",
+                content=msgspec.json.encode(
+                    LoginRequest(username="alice", password=PASSWORD, device=new_device().registration)
+                ),
+            )
+            assert response.status_code == 200, response.text
+            devices.add(response.json()["device"])
+        assert len(devices) == limits.MAX_DEVICES_PER_USER
+        over = client.post(
+            "/v1/login",
+            content=msgspec.json.encode(LoginRequest(username="alice", password=PASSWORD, device=new_device().registration)),
+        )
+        assert over.status_code == 409 and error_code(over) == "too-many-devices"
+        listing = client.get("/v1/users/alice/devices", headers=bearer(bob.token)).json()
+        assert {d["device"] for d in listing["devices"]} == devices
+
+
+def test_tokens_only_in_the_authorization_header(database_url: str) -> None:
+    with app_client(database_url) as client:
+        grant, _ = register(client, "erin")
+        missing = client.get("/v1/me")
+        assert missing.status_code == 401 and error_code(missing) == "not-authenticated"
+        in_url = client.get(f"/v1/me?token={grant.token}")
+        assert in_url.status_code == 401
+        wrong = client.get("/v1/me", headers=bearer(grant.token[:-2] + "xx"))
+        assert wrong.status_code == 401 and error_code(wrong) == "auth-failed"
+
+
+def test_expired_session_is_refused(sqlite_database_url: str) -> None:
+    with app_client(sqlite_database_url, session_ttl_seconds=0) as client:
+        grant, _ = register(client, "frank")
+        expired = client.get("/v1/me", headers=bearer(grant.token))
+        assert expired.status_code == 401 and error_code(expired) == "auth-failed"
+
+
+def test_invite_only_registration(database_url: str) -> None:
+    with app_client(database_url, open_registration=False) as client:
+        body = msgspec.to_builtins(
+            RegisterRequest(
+                username="gina", password=PASSWORD, profile=Profile(display_name="G"), device=new_device().registration
+            )
+        )
+        closed = client.post("/v1/register", json=body)
+        assert closed.status_code == 403 and error_code(closed) == "registration-closed"
+        bogus = client.post("/v1/register", json={**body, "invite": "AAAAA-BBBBB-CCCCC-DDDDD"})
+        assert bogus.status_code == 403 and error_code(bogus) == "invalid-invite"
+
+        from server.handlers.accounts import create_invite
+
+        services = client.app.state.services  # type: ignore[attr-defined]
+        code = client.portal.call(create_invite, services)  # type: ignore[union-attr]
+        assert invite_hash(code) == invite_hash(code.lower().replace("-", " "))
+        register(client, "gina", invite=code.lower())
+        reused = client.post(
+            "/v1/register",
+            json={**body, "username": "hugo", "invite": code, "device": msgspec.to_builtins(new_device().registration)},
+        )
+        assert reused.status_code == 403 and error_code(reused) == "invalid-invite"
+
+
+def test_unknown_routes_and_methods_answer_structured_errors(sqlite_database_url: str) -> None:
+    with app_client(sqlite_database_url) as client:
+        missing = client.get("/v1/nothing-here")
+        assert missing.status_code == 404 and error_code(missing) == "not-found"
+        wrong_method = client.get("/v1/register")
+        assert wrong_method.status_code == 405 and error_code(wrong_method) == "invalid-request"
+
+
+def test_health_and_metrics(sqlite_database_url: str) -> None:
+    with app_client(sqlite_database_url) as client:
+        health = client.get("/healthz").json()
+        assert health["status"] == "ok"
+        assert health["storage"] == {"backend": "sqlite", "ok": True}
+        assert health["broker"]["ok"] is True
+        register(client, "ines")
+        client.get("/v1/me")
+        metrics = client.get("/metrics").text
+        assert 'lien_errors_total{code="not-authenticated"} 1.0' in metrics
+        assert "lien_delivery_latency_seconds_bucket" in metrics
+
+
+def test_password_hashes_are_argon2id(sqlite_database_url: str) -> None:
+    with app_client(sqlite_database_url) as client:
+        register(client, "jules")
+        services = client.app.state.services  # type: ignore[attr-defined]
+
+        async def stored_hash() -> str:
+            from server.storage import accounts
+
+            async with services.database.read() as connection:
+                user = await accounts.user_by_username(connection, "jules")
+            assert user is not None
+            return user.password_hash
+
+        digest = client.portal.call(stored_hash)  # type: ignore[union-attr]
+        assert digest.startswith("$argon2id$") and PASSWORD not in digest
+
+
