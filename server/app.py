@@ -58,8 +58,12 @@ def create_app(settings: Settings) -> Starlette:
         await presence.start()
         committer.start()
         app.state.services = services
-        logger.info("node %s ready (storage %s, broker %s)", settings.effective_node_name, database.dialect,
-                    "redis" if settings.redis_url else "in-process")
+        logger.info(
+            "node %s ready (storage %s, broker %s)",
+            settings.effective_node_name,
+            database.dialect,
+            "redis" if settings.redis_url else "in-process",
+        )
         try:
             yield
         finally:

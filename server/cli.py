@@ -52,11 +52,11 @@ async def _migrate(settings: Settings) -> None:
 
 
 async def _invite(settings: Settings, note: str, days: int) -> str:
-    from server.storage.database import Database
-    from server.storage.migrate import upgrade_to_head
-    from server.storage import accounts
     from server.handlers.tokens import invite_hash, new_invite_code
     from server.services import now_ms
+    from server.storage import accounts
+    from server.storage.database import Database
+    from server.storage.migrate import upgrade_to_head
 
     database = Database(settings.effective_database_url)
     try:
@@ -65,7 +65,11 @@ async def _invite(settings: Settings, note: str, days: int) -> str:
         now = now_ms()
         async with database.write() as connection:
             await accounts.create_invite(
-                connection, code_hash=invite_hash(code), note=note, now=now, expires_at=now + days * 86_400_000
+                connection,
+                code_hash=invite_hash(code),
+                note=note,
+                now=now,
+                expires_at=now + days * 86_400_000,
             )
         return code
     finally:

@@ -11,26 +11,36 @@ __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.connections = Gauge("lien_connections", "Authenticated device sockets on this node", registry=self.registry)
-        self.frames_in = Counter("lien_frames_in", "Frames received, by type", ["type"], registry=self.registry)
+        self.connections = Gauge(
+            "lien_connections", "Authenticated device sockets on this node", registry=self.registry
+        )
+        self.frames_in = Counter(
+            "lien_frames_in", "Frames received, by type", ["type"], registry=self.registry
+        )
         self.frames_out = Counter("lien_frames_out", "Frames sent, by type", ["type"], registry=self.registry)
         self.messages_accepted = Counter(
             "lien_messages_accepted", "Envelopes durably stored and answered accepted", registry=self.registry
         )
         self.messages_duplicate = Counter(
-            "lien_messages_duplicate", "Resent envelopes recognised by their client message id", registry=self.registry
+            "lien_messages_duplicate",
+            "Resent envelopes recognised by their client message id",
+            registry=self.registry,
         )
         self.messages_delivered = Counter(
             "lien_messages_delivered", "Message frames pushed to a device socket", registry=self.registry
         )
-        self.receipts = Counter("lien_receipts", "Receipts recorded, by kind", ["kind"], registry=self.registry)
+        self.receipts = Counter(
+            "lien_receipts", "Receipts recorded, by kind", ["kind"], registry=self.registry
+        )
         self.delivery_latency = Histogram(
             "lien_delivery_latency_seconds",
             "From acceptance to the push on the recipient device's socket",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60, 600),
             registry=self.registry,
         )
-        self.errors = Counter("lien_errors", "Errors answered to clients, by code", ["code"], registry=self.registry)
+        self.errors = Counter(
+            "lien_errors", "Errors answered to clients, by code", ["code"], registry=self.registry
+        )
         self.commit_batch = Histogram(
             "lien_commit_batch_size",
             "Write jobs sharing one transaction",
@@ -38,7 +48,8 @@ class Metrics:
             registry=self.registry,
         )
         self.broker_failures = Counter(
-            "lien_broker_publish_failures", "Notices the broker could not take (the inbox still has them)",
+            "lien_broker_publish_failures",
+            "Notices the broker could not take (the inbox still has them)",
             registry=self.registry,
         )
 

@@ -69,7 +69,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("port", "--port", "port to listen on"),
     Option("data_dir", "--data-dir", "directory for the embedded SQLite database"),
     Option("database_url", "--database-url", "SQLAlchemy URL, e.g. postgresql+asyncpg://...", secret=True),
-    Option("redis_url", "--redis-url", "Redis URL for fan-out between nodes, e.g. redis://host:6379/0", secret=True),
+    Option(
+        "redis_url",
+        "--redis-url",
+        "Redis URL for fan-out between nodes, e.g. redis://host:6379/0",
+        secret=True,
+    ),
     Option("open_registration", "--open-registration", "anyone may register (else invite codes)"),
     Option("session_ttl_seconds", "--session-ttl", "lifetime of a session token, in seconds"),
     Option("log_level", "--log-level", "debug, info, warning or error"),
@@ -108,7 +113,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         kind = {f.name: f.type for f in dataclasses.fields(Settings)}[option.name]
         if kind == "bool":
             parser.add_argument(
-                option.flag, dest=option.name, default=None, action=argparse.BooleanOptionalAction,
+                option.flag,
+                dest=option.name,
+                default=None,
+                action=argparse.BooleanOptionalAction,
                 help=f"{option.help} ({env_name(option)})",
             )
         else:
@@ -117,7 +125,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             )
 
 
-def build_settings(flags: Mapping[str, object] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+def build_settings(
+    flags: Mapping[str, object] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
     """Flags win over ``LIEN_*`` variables (or ``LIEN_*_FILE`` for secrets), which win over defaults."""
     flags = flags or {}
     environ = os.environ if environ is None else environ

@@ -21,7 +21,12 @@ def app_client(database_url: str, **settings: Any) -> TestClient:
 
 
 def register(
-    client: TestClient, username: str, *, device: TestDevice | None = None, invite: str | None = None, **profile: str
+    client: TestClient,
+    username: str,
+    *,
+    device: TestDevice | None = None,
+    invite: str | None = None,
+    **profile: str,
 ) -> tuple[SessionGrant, TestDevice]:
     device = device or new_device()
     request = RegisterRequest(

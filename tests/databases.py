@@ -47,7 +47,9 @@ def require_postgres() -> None:
     if postgres_available():
         return
     if os.environ.get("LIEN_REQUIRE_POSTGRES") == "1":
-        pytest.fail(f"PostgreSQL is required (LIEN_REQUIRE_POSTGRES=1) but {POSTGRES_ADMIN_URL} is unreachable")
+        pytest.fail(
+            f"PostgreSQL is required (LIEN_REQUIRE_POSTGRES=1) but {POSTGRES_ADMIN_URL} is unreachable"
+        )
     pytest.skip("PostgreSQL is not reachable")
 
 
@@ -78,5 +80,3 @@ def fresh_postgres_database() -> Iterator[str]:
 
 def sqlite_url(directory: Path) -> str:
     return f"sqlite+aiosqlite:///{directory / 'lien.db'}"
-
-

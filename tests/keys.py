@@ -36,6 +36,8 @@ def new_device(*, prekeys: int = 5, name: str = "test") -> TestDevice:
         identity_signing_key=bytes(signing.verify_key),
         identity_exchange_key=bytes(exchange.public_key),
         signed_prekey=SignedPrekey(id=1, key=spk, signature=sign_prekey(signing, 1, spk)),
-        prekeys=[OneTimePrekey(id=n, key=bytes(PrivateKey.generate().public_key)) for n in range(1, prekeys + 1)],
+        prekeys=[
+            OneTimePrekey(id=n, key=bytes(PrivateKey.generate().public_key)) for n in range(1, prekeys + 1)
+        ],
     )
     return TestDevice(signing=signing, exchange=exchange, registration=registration)

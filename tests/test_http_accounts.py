@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import msgspec
 
 from lien.protocol.api import Account, LoginRequest, Profile, RegisterRequest, SessionGrant
@@ -17,7 +16,9 @@ def error_code(response) -> str:  # type: ignore[no-untyped-def]
 
 def test_register_login_profile_logout(database_url: str) -> None:
     with app_client(database_url) as client:
-        grant, _ = register(client, "dr.martin", profession="Médecin généraliste", city="Lyon", rpps="10101010101")
+        grant, _ = register(
+            client, "dr.martin", profession="Médecin généraliste", city="Lyon", rpps="10101010101"
+        )
         assert grant.user == "dr.martin" and grant.device > 0 and len(grant.token) >= 40
 
         account = msgspec.json.decode(client.get("/v1/me", headers=bearer(grant.token)).content, type=Account)
@@ -27,7 +28,9 @@ def test_register_login_profile_logout(database_url: str) -> None:
         updated = client.patch("/v1/me", headers=bearer(grant.token), json={"city": "Villeurbanne"})
         assert updated.status_code == 200 and updated.json()["profile"]["city"] == "Villeurbanne"
 
-        login = client.post("/v1/login", json={"username": "dr.martin", "password": PASSWORD, "device_id": grant.device})
+        login = client.post(
+            "/v1/login", json={"username": "dr.martin", "password": PASSWORD, "device_id": grant.device}
+        )
         assert login.status_code == 200
         second = msgspec.json.decode(login.content, type=SessionGrant)
         assert second.device == grant.device and second.token != grant.token
@@ -45,7 +48,10 @@ def test_username_taken_and_invalid_inputs(database_url: str) -> None:
             "/v1/register",
             content=msgspec.json.encode(
                 RegisterRequest(
-                    username="alice", password=PASSWORD, profile=Profile(display_name="A"), device=new_device().registration
+                    username="alice",
+                    password=PASSWORD,
+                    profile=Profile(display_name="A"),
+                    device=new_device().registration,
                 )
             ),
         )
@@ -53,13 +59,18 @@ def test_username_taken_and_invalid_inputs(database_url: str) -> None:
 
         body = msgspec.to_builtins(
             RegisterRequest(
-                username="bob", password=PASSWORD, profile=Profile(display_name="B"), device=new_device().registration
+                username="bob",
+                password=PASSWORD,
+                profile=Profile(display_name="B"),
+                device=new_device().registration,
             )
         )
         for field, value in [("username", "Bob Smith"), ("username", "x"), ("password", "short")]:
             bad = client.post("/v1/register", json={**body, field: value})
             assert bad.status_code == 400 and error_code(bad) == "invalid-request", (field, value)
-        bad_rpps = client.post("/v1/register", json={**body, "profile": {"display_name": "B", "rpps": "12ab"}})
+        bad_rpps = client.post(
+            "/v1/register", json={**body, "profile": {"display_name": "B", "rpps": "12ab"}}
+        )
         assert error_code(bad_rpps) == "invalid-request"
         not_json = client.post("/v1/register", content=b"{nope")
         assert not_json.status_code == 400 and error_code(not_json) == "invalid-request"
@@ -78,7 +89,12 @@ def test_signed_prekey_signature_is_checked(database_url: str) -> None:
         registration["signed_prekey"]["signature"] = base64.b64encode(bytes(signature)).decode()
         response = client.post(
             "/v1/register",
-            json={"username": "carol", "password": PASSWORD, "profile": {"display_name": "C"}, "device": registration},
+            json={
+                "username": "carol",
+                "password": PASSWORD,
+                "profile": {"display_name": "C"},
+                "device": registration,
+            },
         )
         assert response.status_code == 400 and error_code(response) == "invalid-prekey-signature"
         # Nothing was created: the name is still free.
@@ -87,9 +103,13 @@ def test_signed_prekey_signature_is_checked(database_url: str) -> None:
 
 def test_wrong_password_and_unknown_user_look_the_same(database_url: str) -> None:
     with app_client(database_url) as client:
-        grant, _ = register(client, "dave")
-        wrong = client.post("/v1/login", json={"username": "dave", "password": "not the password", "device_id": 1})
-        unknown = client.post("/v1/login", json={"username": "nobody", "password": "not the password", "device_id": 1})
+        register(client, "dave")
+        wrong = client.post(
+            "/v1/login", json={"username": "dave", "password": "not the password", "device_id": 1}
+        )
+        unknown = client.post(
+            "/v1/login", json={"username": "nobody", "password": "not the password", "device_id": 1}
+        )
         assert wrong.status_code == unknown.status_code == 401
         assert error_code(wrong) == error_code(unknown) == "invalid-credentials"
         assert wrong.json()["error"]["message"] == unknown.json()["error"]["message"]
@@ -99,7 +119,9 @@ def test_login_new_device_limits_and_foreign_device(database_url: str) -> None:
     with app_client(database_url) as client:
         alice, _ = register(client, "alice")
         bob, _ = register(client, "bob")
-        foreign = client.post("/v1/login", json={"username": "alice", "password": PASSWORD, "device_id": bob.device})
+        foreign = client.post(
+            "/v1/login", json={"username": "alice", "password": PASSWORD, "device_id": bob.device}
+        )
         assert foreign.status_code == 404 and error_code(foreign) == "unknown-device"
         both = client.post(
             "/v1/login",
@@ -126,7 +148,9 @@ def test_login_new_device_limits_and_foreign_device(database_url: str) -> None:
         assert len(devices) == limits.MAX_DEVICES_PER_USER
         over = client.post(
             "/v1/login",
-            content=msgspec.json.encode(LoginRequest(username="alice", password=PASSWORD, device=new_device().registration)),
+            content=msgspec.json.encode(
+                LoginRequest(username="alice", password=PASSWORD, device=new_device().registration)
+            ),
         )
         assert over.status_code == 409 and error_code(over) == "too-many-devices"
         listing = client.get("/v1/users/alice/devices", headers=bearer(bob.token)).json()
@@ -155,7 +179,10 @@ def test_invite_only_registration(database_url: str) -> None:
     with app_client(database_url, open_registration=False) as client:
         body = msgspec.to_builtins(
             RegisterRequest(
-                username="gina", password=PASSWORD, profile=Profile(display_name="G"), device=new_device().registration
+                username="gina",
+                password=PASSWORD,
+                profile=Profile(display_name="G"),
+                device=new_device().registration,
             )
         )
         closed = client.post("/v1/register", json=body)
@@ -171,7 +198,12 @@ def test_invite_only_registration(database_url: str) -> None:
         register(client, "gina", invite=code.lower())
         reused = client.post(
             "/v1/register",
-            json={**body, "username": "hugo", "invite": code, "device": msgspec.to_builtins(new_device().registration)},
+            json={
+                **body,
+                "username": "hugo",
+                "invite": code,
+                "device": msgspec.to_builtins(new_device().registration),
+            },
         )
         assert reused.status_code == 403 and error_code(reused) == "invalid-invite"
 
@@ -212,5 +244,3 @@ def test_password_hashes_are_argon2id(sqlite_database_url: str) -> None:
 
         digest = client.portal.call(stored_hash)  # type: ignore[union-attr]
         assert digest.startswith("$argon2id$") and PASSWORD not in digest
-
-

@@ -39,7 +39,9 @@ class Profile(Body, frozen=True, kw_only=True):
 
 
 class ProfileUpdate(Body, frozen=True, kw_only=True):
-    display_name: Annotated[str, msgspec.Meta(min_length=1, max_length=limits.MAX_PROFILE_FIELD_CHARS)] | None = None
+    display_name: (
+        Annotated[str, msgspec.Meta(min_length=1, max_length=limits.MAX_PROFILE_FIELD_CHARS)] | None
+    ) = None
     profession: ProfileText | None = None
     rpps: PractitionerId | None = None
     organisation: ProfileText | None = None
@@ -135,7 +137,9 @@ class KeyBundles(Body, frozen=True):
 
 
 class PrekeyUpload(Body, frozen=True):
-    prekeys: Annotated[list[OneTimePrekey], msgspec.Meta(min_length=1, max_length=limits.MAX_PREKEYS_PER_UPLOAD)]
+    prekeys: Annotated[
+        list[OneTimePrekey], msgspec.Meta(min_length=1, max_length=limits.MAX_PREKEYS_PER_UPLOAD)
+    ]
 
 
 class PrekeyStatus(Body, frozen=True):

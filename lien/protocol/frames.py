@@ -1,4 +1,4 @@
-"""Every WebSocket frame, defined once (docs/protocol.md §5–§6).
+"""Every WebSocket frame, defined once (docs/protocol.md §5 and §6).
 
 Frames are JSON text frames whose ``type`` field names the frame. Bytes
 fields (ciphertexts) travel as standard base64. The protocol version is

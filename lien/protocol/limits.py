@@ -31,6 +31,8 @@ MAX_COPIES_PER_ENVELOPE: Final = 32
 MAX_DEVICES_PER_USER: Final = 10
 MAX_SENDS_IN_FLIGHT: Final = 64
 """`send` frames one connection may have awaiting `accepted` at once."""
+MAX_RECEIPTS_QUEUED: Final = 1024
+"""`receipt` frames one connection may have waiting to be recorded; more get `too-many-in-flight`."""
 
 # --- delivery ----------------------------------------------------------
 DELIVERY_WINDOW: Final = 256

@@ -258,14 +258,16 @@ class Client:
                 self._socket = None
                 self._ready.clear()
             if close_code in {errors.AuthenticationFailed.close_code, errors.UnsupportedVersion.close_code}:
-                self._fatal = errors.AuthenticationFailed() if close_code == 4401 else errors.UnsupportedVersion()
+                self._fatal = (
+                    errors.AuthenticationFailed() if close_code == 4401 else errors.UnsupportedVersion()
+                )
                 return
             if close_code == errors.SessionReplaced.close_code:
                 logger.warning("this device connected from elsewhere; reconnecting")
             if self._closed:
                 return
             self._url_index += 1
-            await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter, not a secret
+            await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, _RECONNECT_MAX_SECONDS)
 
     async def _on_frame(self, data: str | bytes) -> bool:
@@ -368,7 +370,9 @@ class Client:
             return accepted.message
         raise errors.DevicesMismatch("The recipient's devices kept changing; try again.")
 
-    async def _build_send(self, client_id: str, to: str, text: str, sent_at: int, *, refresh: bool) -> frames.Send:
+    async def _build_send(
+        self, client_id: str, to: str, text: str, sent_at: int, *, refresh: bool
+    ) -> frames.Send:
         recipients = await self._device_keys(to, refresh=refresh)
         own = await self._device_keys(self.username, refresh=refresh) if to != self.username else recipients
         targets = dict(recipients)
@@ -432,9 +436,13 @@ class Client:
         except (CryptoError, e2e.UnknownSenderDevice) as failure:
             code = getattr(failure, "code", "unknown-sender-device")
             logger.warning("message %s could not be opened: %s", deliver.message, code)
-            self._events.put_nowait(Undecryptable(deliver.message, deliver.sender, deliver.sender_device, str(code)))
+            self._events.put_nowait(
+                Undecryptable(deliver.message, deliver.sender, deliver.sender_device, str(code))
+            )
             if not outgoing:
-                await self._send_or_queue(codec.encode(frames.Receipt(message=deliver.message, kind="delivered")))
+                await self._send_or_queue(
+                    codec.encode(frames.Receipt(message=deliver.message, kind="delivered"))
+                )
             self._handled(deliver.seq)
             return
         message = Message(

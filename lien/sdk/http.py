@@ -40,7 +40,9 @@ class ApiClient:
     async def close(self) -> None:
         await self._http.aclose()
 
-    async def _call(self, method: str, path: str, response_type: type[T] | None, body: Any = None) -> T | None:
+    async def _call(
+        self, method: str, path: str, response_type: type[T] | None, body: Any = None
+    ) -> T | None:
         headers = {"content-type": "application/json"}
         if self.token is not None:
             headers["authorization"] = f"Bearer {self.token}"
@@ -89,7 +91,9 @@ class ApiClient:
         return bundles
 
     async def upload_prekeys(self, prekeys: list[OneTimePrekey]) -> PrekeyStatus:
-        status = await self._call("POST", "/v1/devices/self/prekeys", PrekeyStatus, PrekeyUpload(prekeys=prekeys))
+        status = await self._call(
+            "POST", "/v1/devices/self/prekeys", PrekeyStatus, PrekeyUpload(prekeys=prekeys)
+        )
         assert status is not None
         return status
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from lien.crypto.keys import verify_signed_prekey
 from lien.protocol import errors, limits
 from lien.protocol.api import (
@@ -38,13 +40,19 @@ async def register(services: Services, request: RegisterRequest) -> SessionGrant
     token = new_token()
     async with services.database.write() as connection:
         user_id = await accounts.create_user(
-            connection, username=request.username, password_hash=password_hash, profile=request.profile, now=now
+            connection,
+            username=request.username,
+            password_hash=password_hash,
+            profile=request.profile,
+            now=now,
         )
         if request.invite is not None and not await accounts.consume_invite(
             connection, code_hash=invite_hash(request.invite), user_id=user_id, now=now
         ):
             raise errors.InvalidInvite()
-        device_id = await devices.add_device(connection, user_id=user_id, registration=request.device, now=now)
+        device_id = await devices.add_device(
+            connection, user_id=user_id, registration=request.device, now=now
+        )
         expires_at = await _open_session(services, connection, user_id, device_id, token, now)
     services.user_ids[request.username] = user_id
     return SessionGrant(token=token, user=request.username, device=device_id, expires_at=expires_at)
@@ -71,17 +79,24 @@ async def login(services: Services, request: LoginRequest) -> SessionGrant:
             assert request.device is not None
             if await devices.count_devices(connection, user.id) >= limits.MAX_DEVICES_PER_USER:
                 raise errors.TooManyDevices()
-            device_id = await devices.add_device(connection, user_id=user.id, registration=request.device, now=now)
+            device_id = await devices.add_device(
+                connection, user_id=user.id, registration=request.device, now=now
+            )
         expires_at = await _open_session(services, connection, user.id, device_id, token, now)
     return SessionGrant(token=token, user=user.username, device=device_id, expires_at=expires_at)
 
 
 async def _open_session(
-    services: Services, connection: accounts.AsyncConnection, user_id: int, device_id: int, token: str, now: int
+    services: Services, connection: AsyncConnection, user_id: int, device_id: int, token: str, now: int
 ) -> int:
     expires_at = now + services.settings.session_ttl_seconds * 1000
     await accounts.create_session(
-        connection, user_id=user_id, device_id=device_id, token_hash=token_hash(token), now=now, expires_at=expires_at
+        connection,
+        user_id=user_id,
+        device_id=device_id,
+        token_hash=token_hash(token),
+        now=now,
+        expires_at=expires_at,
     )
     return expires_at
 
@@ -137,11 +152,13 @@ async def create_invite(services: Services, *, note: str = "", ttl_ms: int = INV
     code = new_invite_code()
     now = services.clock()
     async with services.database.write() as connection:
-        await accounts.create_invite(connection, code_hash=invite_hash(code), note=note, now=now, expires_at=now + ttl_ms)
+        await accounts.create_invite(
+            connection, code_hash=invite_hash(code), note=note, now=now, expires_at=now + ttl_ms
+        )
     return code
 
 
-async def resolve_user(services: Services, connection: accounts.AsyncConnection, username: str) -> int:
+async def resolve_user(services: Services, connection: AsyncConnection, username: str) -> int:
     """The id of a username (cached: usernames never change), or UnknownUser."""
     cached = services.user_ids.get(username)
     if cached is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -19,6 +20,7 @@ from server.broker import BrokerUnavailable
 from server.handlers.accounts import resolve_user
 from server.services import Caller, Services
 from server.storage import accounts, devices, messages
+from server.storage.committer import InboxWrites
 from server.storage.schema import INBOX_MESSAGE, INBOX_STATUS
 from server.ws import notices
 
@@ -33,7 +35,7 @@ class Stored:
     at: int
     duplicate: bool
     recipient_id: int
-    entries: list[messages.InboxEntry]
+    entries: list[messages.QueuedEntry]
 
 
 def new_message_id(now: int) -> str:
@@ -41,156 +43,224 @@ def new_message_id(now: int) -> str:
     return f"{now:012x}{secrets.token_hex(8)}"
 
 
-async def accept_envelope(services: Services, caller: Caller, send: frames.Send) -> frames.Accepted:
-    """Store one envelope for every addressed device; idempotent on (device, client message id)."""
+def check_envelope(send: frames.Send) -> None:
+    """What can be refused before touching storage."""
     device_ids = [copy.device for copy in send.copies]
     if len(set(device_ids)) != len(device_ids):
         raise errors.MalformedFrame("Each device may appear only once in `copies`.")
     if sum(len(copy.body) for copy in send.copies) > limits.MAX_ENVELOPE_BYTES:
         raise errors.EnvelopeTooLarge()
 
-    async def store(connection: AsyncConnection) -> Stored:
-        recipient_id = await resolve_user(services, connection, send.to)
-        existing = await messages.message_by_client_id(connection, caller.device_id, send.id)
-        if existing is not None:
-            if existing.recipient_user_id != recipient_id:
-                raise errors.IdempotencyConflict()
-            return Stored(existing.id, existing.created_at, duplicate=True, recipient_id=recipient_id, entries=[])
-        addressed = await devices.device_ids_of(connection, list({recipient_id, caller.user_id}))
-        expected = set(addressed) - {caller.device_id}
-        given = set(device_ids)
-        if given != expected:
-            raise errors.DevicesMismatch(
-                details={"missing": sorted(expected - given), "extra": sorted(given - expected)}
+
+async def accept_envelopes(
+    services: Services, caller: Caller, sends: list[frames.Send]
+) -> list[frames.Accepted | errors.LienError]:
+    """Store envelopes from one device, in the order given, in one transaction.
+
+    Each is stored for every addressed device and is idempotent on (device,
+    client message id). The answer list matches ``sends``: ``accepted`` or the
+    error that refused that envelope (the others are unaffected).
+    """
+    answers: list[frames.Accepted | errors.LienError | None] = []
+    checked: list[frames.Send] = []
+    for send in sends:
+        try:
+            check_envelope(send)
+        except errors.LienError as refusal:
+            answers.append(refusal)
+        else:
+            answers.append(None)
+            checked.append(send)
+
+    async def store(connection: AsyncConnection, writes: InboxWrites) -> list[Stored | errors.LienError]:
+        outcomes: list[Stored | errors.LienError] = []
+        for send in checked:
+            try:
+                outcomes.append(await _store_envelope(services, connection, writes, caller, send))
+            except errors.LienError as refusal:
+                outcomes.append(refusal)
+        return outcomes
+
+    outcomes = iter(await services.committer.run(store) if checked else [])
+    announced: list[messages.QueuedEntry] = []
+    results: list[frames.Accepted | errors.LienError] = []
+    for send, answer in zip(sends, answers, strict=True):
+        if answer is not None:
+            results.append(answer)
+            continue
+        outcome = next(outcomes)
+        if isinstance(outcome, errors.LienError):
+            results.append(outcome)
+            continue
+        if outcome.duplicate:
+            services.metrics.messages_duplicate.inc()
+        else:
+            services.metrics.messages_accepted.inc()
+            if outcome.recipient_id != caller.user_id:
+                services.known_contacts.update(
+                    {(caller.user_id, outcome.recipient_id), (outcome.recipient_id, caller.user_id)}
+                )
+            announced.extend(outcome.entries)
+        results.append(
+            frames.Accepted(
+                id=send.id, message=outcome.message_id, at=outcome.at, duplicate=outcome.duplicate
             )
-        now = services.clock()
-        message_id = new_message_id(now)
-        await messages.insert_message(
-            connection,
-            messages.StoredMessage(
-                id=message_id,
-                sender_user_id=caller.user_id,
-                sender_device_id=caller.device_id,
-                recipient_user_id=recipient_id,
-                client_id=send.id,
-                created_at=now,
-            ),
         )
-        first_seqs = await messages.allocate_seqs(connection, {device_id: 1 for device_id in device_ids})
-        entries = [
-            messages.InboxEntry(
-                device_id=copy.device,
-                seq=first_seqs[copy.device],
-                kind=INBOX_MESSAGE,
-                message_id=message_id,
-                frame=encode(
-                    frames.Deliver(
-                        seq=first_seqs[copy.device],
-                        message=message_id,
-                        sender=caller.username,
-                        sender_device=caller.device_id,
-                        to=send.to,
-                        body=copy.body,
-                        at=now,
-                    )
-                ),
+    await announce(services, announced)
+    return results
+
+
+async def _store_envelope(
+    services: Services, connection: AsyncConnection, writes: InboxWrites, caller: Caller, send: frames.Send
+) -> Stored:
+    """Check one envelope (raising before any write), then store it and queue its inbox entries."""
+    recipient_id = await resolve_user(services, connection, send.to)
+    existing = await messages.message_by_client_id(connection, caller.device_id, send.id)
+    if existing is not None:
+        if existing.recipient_user_id != recipient_id:
+            raise errors.IdempotencyConflict()
+        return Stored(existing.id, existing.created_at, duplicate=True, recipient_id=recipient_id, entries=[])
+    addressed = await devices.device_ids_of(connection, list({recipient_id, caller.user_id}))
+    expected = set(addressed) - {caller.device_id}
+    given = {copy.device for copy in send.copies}
+    if given != expected:
+        raise errors.DevicesMismatch(
+            details={"missing": sorted(expected - given), "extra": sorted(given - expected)}
+        )
+    now = services.clock()
+    message_id = new_message_id(now)
+    await messages.insert_message(
+        connection,
+        messages.StoredMessage(
+            id=message_id,
+            sender_user_id=caller.user_id,
+            sender_device_id=caller.device_id,
+            recipient_user_id=recipient_id,
+            client_id=send.id,
+            created_at=now,
+        ),
+    )
+
+    def deliver_frame(body: bytes) -> Callable[[int], bytes]:
+        def build(seq: int) -> bytes:
+            return encode(
+                frames.Deliver(
+                    seq=seq,
+                    message=message_id,
+                    sender=caller.username,
+                    sender_device=caller.device_id,
+                    to=send.to,
+                    body=body,
+                    at=now,
+                )
             )
-            for copy in send.copies
-            if copy.device in first_seqs
-        ]
-        await messages.append_inbox_entries(connection, entries, now)
-        if recipient_id != caller.user_id:
-            pairs = [(caller.user_id, recipient_id), (recipient_id, caller.user_id)]
-            fresh = [pair for pair in pairs if pair not in services.known_contacts]
-            if fresh:
-                await messages.add_contacts(connection, fresh, now)
-        return Stored(message_id, now, duplicate=False, recipient_id=recipient_id, entries=entries)
 
-    stored = await services.committer.run(store)
-    if stored.duplicate:
-        services.metrics.messages_duplicate.inc()
-    else:
-        services.metrics.messages_accepted.inc()
-        if stored.recipient_id != caller.user_id:
-            services.known_contacts.update(
-                {(caller.user_id, stored.recipient_id), (stored.recipient_id, caller.user_id)}
-            )
-        await announce(services, stored.entries, stored.at)
-    return frames.Accepted(id=send.id, message=stored.message_id, at=stored.at, duplicate=stored.duplicate)
+        return build
+
+    entries = [
+        writes.add(copy.device, INBOX_MESSAGE, message_id, now, deliver_frame(copy.body))
+        for copy in send.copies
+    ]
+    if recipient_id != caller.user_id:
+        pairs = [(caller.user_id, recipient_id), (recipient_id, caller.user_id)]
+        fresh = [pair for pair in pairs if pair not in services.known_contacts]
+        if fresh:
+            await messages.add_contacts(connection, fresh, now)
+    return Stored(message_id, now, duplicate=False, recipient_id=recipient_id, entries=entries)
 
 
-async def announce(services: Services, entries: list[messages.InboxEntry], accepted_at: int) -> None:
+async def announce(services: Services, entries: list[messages.QueuedEntry]) -> None:
     """Wake whichever nodes hold the addressed devices; a failure only delays delivery."""
-    if not entries:
+    written = [entry for entry in entries if entry.written]
+    if not written:
         return
     try:
         await services.broker.publish_many(
             [
-                (notices.device_channel(entry.device_id), notices.inbox_entry(entry.seq, accepted_at, entry.frame))
-                for entry in entries
+                (
+                    notices.device_channel(entry.device_id),
+                    notices.inbox_entry(entry.seq, entry.created_at, entry.frame),
+                )
+                for entry in written
             ]
         )
     except BrokerUnavailable:
         services.metrics.broker_failures.inc()
-        logger.warning("broker unavailable: %d notices not published; inboxes keep them", len(entries))
+        logger.warning("broker unavailable: %d notices not published; inboxes keep them", len(written))
 
 
-async def record_receipt(services: Services, caller: Caller, receipt: frames.Receipt) -> list[messages.InboxEntry]:
-    """Record a receipt from a recipient device and queue it for the sender's devices.
+@dataclass(frozen=True)
+class ReceiptOutcome:
+    """What became of one receipt of a batch: the entries it queued, or the error to report."""
+
+    receipt: frames.Receipt
+    entries: list[messages.QueuedEntry]
+    error: errors.LienError | None = None
+
+
+async def record_receipts(
+    services: Services, caller: Caller, batch: list[frames.Receipt]
+) -> list[ReceiptOutcome]:
+    """Record receipts from a recipient device, in order, in one transaction; queue them for the sender.
 
     Read receipts also go to the reader's other devices, so they mark the
     conversation read too. A repeated receipt is recorded once and forwarded once.
+    A refused receipt (unknown message, not a recipient) does not stop the others.
     """
 
-    async def store(connection: AsyncConnection) -> tuple[int, list[messages.InboxEntry]]:
-        message = await messages.get_message(connection, receipt.message)
-        if message is None:
-            raise errors.UnknownMessage()
-        if message.recipient_user_id != caller.user_id or message.sender_user_id == caller.user_id:
-            raise errors.NotARecipient()
-        audience = [message.sender_user_id] + ([caller.user_id] if receipt.kind == "read" else [])
-        targets = [d for d in await devices.device_ids_of(connection, audience) if d != caller.device_id]
+    async def store(connection: AsyncConnection, writes: InboxWrites) -> list[ReceiptOutcome]:
         now = services.clock()
-        inserted = await messages.insert_receipt(
-            connection,
-            messages.ReceiptRow(
-                message_id=message.id, device_id=caller.device_id, user_id=caller.user_id, kind=receipt.kind, at=now
-            ),
-        )
-        if not inserted:
-            return now, []
-        first_seqs = await messages.allocate_seqs(connection, {device_id: 1 for device_id in targets})
-        entries = [
-            messages.InboxEntry(
-                device_id=device_id,
-                seq=seq,
-                kind=INBOX_STATUS,
-                message_id=message.id,
-                frame=encode(
-                    frames.Status(
-                        seq=seq,
-                        message=message.id,
-                        kind=receipt.kind,
-                        by=caller.username,
-                        by_device=caller.device_id,
-                        at=now,
-                    )
-                ),
-            )
-            for device_id, seq in first_seqs.items()
-        ]
-        await messages.append_inbox_entries(connection, entries, now)
-        return now, entries
+        outcomes = []
+        for receipt in batch:
+            try:
+                entries = await _store_receipt(connection, writes, caller, receipt, now)
+            except errors.LienError as refusal:
+                outcomes.append(ReceiptOutcome(receipt, [], refusal))
+            else:
+                outcomes.append(ReceiptOutcome(receipt, entries))
+        return outcomes
 
-    at, entries = await services.committer.run(store)
-    if entries:
-        services.metrics.receipts.labels(receipt.kind).inc()
-        await announce(services, entries, at)
-    return entries
+    outcomes = await services.committer.run(store)
+    for outcome in outcomes:
+        if outcome.entries:
+            services.metrics.receipts.labels(outcome.receipt.kind).inc()
+    await announce(services, [entry for outcome in outcomes for entry in outcome.entries])
+    return outcomes
+
+
+async def _store_receipt(
+    connection: AsyncConnection, writes: InboxWrites, caller: Caller, receipt: frames.Receipt, now: int
+) -> list[messages.QueuedEntry]:
+    """Check one receipt (raising before any write) and store it with its status entries."""
+    message = await messages.get_message(connection, receipt.message)
+    if message is None:
+        raise errors.UnknownMessage()
+    if message.recipient_user_id != caller.user_id or message.sender_user_id == caller.user_id:
+        raise errors.NotARecipient()
+    audience = [message.sender_user_id] + ([caller.user_id] if receipt.kind == "read" else [])
+    targets = sorted(d for d in await devices.device_ids_of(connection, audience) if d != caller.device_id)
+    row = messages.ReceiptRow(
+        message_id=message.id, device_id=caller.device_id, user_id=caller.user_id, kind=receipt.kind, at=now
+    )
+    if not await messages.insert_receipt(connection, row):
+        return []
+
+    def build(seq: int) -> bytes:
+        status = frames.Status(
+            seq=seq,
+            message=message.id,
+            kind=receipt.kind,
+            by=caller.username,
+            by_device=caller.device_id,
+            at=now,
+        )
+        return encode(status)
+
+    return [writes.add(device_id, INBOX_STATUS, message.id, now, build) for device_id in targets]
 
 
 async def ack(services: Services, caller: Caller, up_to: int) -> None:
-    async def store(connection: AsyncConnection) -> None:
+    async def store(connection: AsyncConnection, _writes: InboxWrites) -> None:
         await messages.ack_up_to(connection, caller.device_id, up_to)
 
     await services.committer.run(store)
@@ -215,7 +285,9 @@ async def watchable(services: Services, caller: Caller, usernames: list[str]) ->
         if unknown:
             raise errors.UnknownUser(details={"users": unknown})
         allowed = await messages.contacts_among(connection, caller.user_id, list(found.values()))
-    refused = sorted(name for name, user_id in found.items() if user_id not in allowed and user_id != caller.user_id)
+    refused = sorted(
+        name for name, user_id in found.items() if user_id not in allowed and user_id != caller.user_id
+    )
     if refused:
         raise errors.NotAContact(details={"users": refused})
     return found

@@ -57,7 +57,9 @@ async def user_devices(request: Request) -> Response:
 
 async def claim_keys(request: Request) -> Response:
     caller = await authenticated(request)
-    return json_response(await keys.claim_bundles(services_of(request), caller, request.path_params["username"]))
+    return json_response(
+        await keys.claim_bundles(services_of(request), caller, request.path_params["username"])
+    )
 
 
 async def prekeys(request: Request) -> Response:
@@ -86,7 +88,9 @@ async def receipts(request: Request) -> Response:
     return json_response(
         MessageReceipts(
             message=message_id,
-            receipts=[ReceiptRecord(device=r.device_id, user=names[r.user_id], kind=r.kind, at=r.at) for r in rows],
+            receipts=[
+                ReceiptRecord(device=r.device_id, user=names[r.user_id], kind=r.kind, at=r.at) for r in rows
+            ],
         )
     )
 

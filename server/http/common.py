@@ -58,7 +58,9 @@ async def authenticated(request: Request) -> Caller:
 
 def error_response(error: errors.LienError) -> Response:
     body = ErrorResponse(
-        error=ErrorBody(code=error.code, message=error.message, retry_after=error.retry_after, details=error.details)
+        error=ErrorBody(
+            code=error.code, message=error.message, retry_after=error.retry_after, details=error.details
+        )
     )
     response = json_response(body, status_code=error.http_status)
     if error.retry_after is not None:

@@ -72,7 +72,9 @@ async def user_by_id(connection: AsyncConnection, user_id: int) -> UserRow | Non
 
 
 async def user_ids_by_username(connection: AsyncConnection, usernames: list[str]) -> dict[str, int]:
-    rows = await connection.execute(select(users.c.username, users.c.id).where(users.c.username.in_(usernames)))
+    rows = await connection.execute(
+        select(users.c.username, users.c.id).where(users.c.username.in_(usernames))
+    )
     return {row.username: row.id for row in rows}
 
 
@@ -119,11 +121,15 @@ async def live_session(connection: AsyncConnection, token_hash: bytes, now: int)
 
 async def revoke_session(connection: AsyncConnection, session_id: int, now: int) -> None:
     await connection.execute(
-        update(sessions).where(sessions.c.id == session_id, sessions.c.revoked_at.is_(None)).values(revoked_at=now)
+        update(sessions)
+        .where(sessions.c.id == session_id, sessions.c.revoked_at.is_(None))
+        .values(revoked_at=now)
     )
 
 
-async def create_invite(connection: AsyncConnection, *, code_hash: bytes, note: str, now: int, expires_at: int) -> None:
+async def create_invite(
+    connection: AsyncConnection, *, code_hash: bytes, note: str, now: int, expires_at: int
+) -> None:
     await connection.execute(
         insert(invites).values(code_hash=code_hash, note=note, created_at=now, expires_at=expires_at)
     )

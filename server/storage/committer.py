@@ -5,15 +5,23 @@ them (up to ``max_batch``). Nobody waits for a timer, so a lone job commits
 at once and a burst pays for one commit instead of many (DESIGN.md, "durable
 and fast at once").
 
-A job receives the open connection and returns its result. Contract: a job
-raises a :class:`LienError` only *before* it writes anything, so the batch can
-carry on without it. Any other exception rolls the whole transaction back and
-every job of the batch is retried alone, so one bad job cannot sink the others.
+A job receives the open connection and an :class:`InboxWrites` collector, and
+returns its result. Jobs queue inbox entries on the collector instead of
+writing them: at the end of the transaction the committer writes every queued
+entry at once (:func:`server.storage.messages.append_to_inboxes`), locking the
+devices in id order, so that two transactions (two workers, two nodes) never
+deadlock and each device's sequence numbers commit in order.
+
+Contract: a job raises a :class:`LienError` only *before* it writes anything,
+so the batch can carry on without it. Any other exception rolls the whole
+transaction back and every job of the batch is retried alone, so one bad job
+cannot sink the others.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -22,12 +30,36 @@ from typing import Any, TypeVar
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lien.protocol.errors import LienError
+from server.storage import messages
 from server.storage.database import Database
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Job = Callable[[AsyncConnection], Awaitable[T]]
+
+
+class InboxWrites:
+    """Inbox entries queued by the jobs of one transaction, written together just before it commits."""
+
+    def __init__(self) -> None:
+        self.entries: list[messages.QueuedEntry] = []
+
+    def add(
+        self, device_id: int, kind: int, message_id: str, created_at: int, build_frame: Callable[[int], bytes]
+    ) -> messages.QueuedEntry:
+        """Queue an entry; its ``seq`` and ``frame`` are set when the transaction writes it."""
+        entry = messages.QueuedEntry(
+            device_id=device_id,
+            kind=kind,
+            message_id=message_id,
+            created_at=created_at,
+            build_frame=build_frame,
+        )
+        self.entries.append(entry)
+        return entry
+
+
+Job = Callable[[AsyncConnection, InboxWrites], Awaitable[T]]
 
 
 @dataclass
@@ -49,16 +81,16 @@ class GroupCommitter:
 
     def start(self) -> None:
         if not self._tasks:
-            self._tasks = [asyncio.create_task(self._work(), name=f"group-commit-{n}") for n in range(self._workers)]
+            self._tasks = [
+                asyncio.create_task(self._work(), name=f"group-commit-{n}") for n in range(self._workers)
+            ]
 
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await task
-            except asyncio.CancelledError:
-                pass
         self._tasks = []
         while not self._queue.empty():
             pending = self._queue.get_nowait()
@@ -79,7 +111,9 @@ class GroupCommitter:
             try:
                 await self._commit_together(batch)
             except Exception:
-                logger.warning("group commit of %d jobs failed; retrying each alone", len(batch), exc_info=True)
+                logger.warning(
+                    "group commit of %d jobs failed; retrying each alone", len(batch), exc_info=True
+                )
                 for pending in batch:
                     try:
                         await self._commit_together([pending])
@@ -98,13 +132,15 @@ class GroupCommitter:
 
     async def _commit_together(self, batch: list[_Pending]) -> None:
         async with self._database.write() as connection:
+            writes = InboxWrites()
             for pending in batch:
                 pending.outcome = None
                 if pending.future.cancelled():
                     continue
                 try:
-                    pending.outcome = (True, await pending.job(connection))
+                    pending.outcome = (True, await pending.job(connection, writes))
                 except LienError as refusal:
                     pending.outcome = (False, refusal)
+            await messages.append_to_inboxes(connection, writes.entries)
         if self.on_batch is not None:
             self.on_batch(len(batch))

@@ -34,7 +34,9 @@ class Database:
             self._writer = self._sqlite_engine(url, immediate=True)
             self._reader = self._sqlite_engine(url, immediate=False)
         else:
-            self._writer = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+            self._writer = create_async_engine(
+                url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+            )
             self._reader = self._writer
 
     @staticmethod

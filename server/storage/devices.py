@@ -65,14 +65,18 @@ async def add_device(
 
 async def count_devices(connection: AsyncConnection, user_id: int) -> int:
     result = await connection.execute(
-        select(func.count()).select_from(devices).where(devices.c.user_id == user_id, devices.c.removed_at.is_(None))
+        select(func.count())
+        .select_from(devices)
+        .where(devices.c.user_id == user_id, devices.c.removed_at.is_(None))
     )
     return int(result.scalar_one())
 
 
 async def get_device(connection: AsyncConnection, device_id: int) -> DeviceRow | None:
     row = (
-        await connection.execute(select(devices).where(devices.c.id == device_id, devices.c.removed_at.is_(None)))
+        await connection.execute(
+            select(devices).where(devices.c.id == device_id, devices.c.removed_at.is_(None))
+        )
     ).first()
     return None if row is None else _device_from(row)
 
@@ -89,7 +93,9 @@ async def devices_of(connection: AsyncConnection, user_ids: list[int]) -> list[D
 async def device_ids_of(connection: AsyncConnection, user_ids: list[int]) -> dict[int, int]:
     """device id -> user id for the live devices of these users."""
     rows = await connection.execute(
-        select(devices.c.id, devices.c.user_id).where(devices.c.user_id.in_(user_ids), devices.c.removed_at.is_(None))
+        select(devices.c.id, devices.c.user_id).where(
+            devices.c.user_id.in_(user_ids), devices.c.removed_at.is_(None)
+        )
     )
     return {row.id: row.user_id for row in rows}
 
@@ -98,7 +104,9 @@ async def set_signed_prekey(connection: AsyncConnection, device_id: int, prekey:
     await connection.execute(
         update(devices)
         .where(devices.c.id == device_id)
-        .values(signed_prekey_id=prekey.id, signed_prekey=prekey.key, signed_prekey_signature=prekey.signature)
+        .values(
+            signed_prekey_id=prekey.id, signed_prekey=prekey.key, signed_prekey_signature=prekey.signature
+        )
     )
 
 

@@ -8,16 +8,14 @@ sequence order and a device resuming "after seq N" never skips one.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Table, case, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.expression import Insert
-
-from sqlalchemy import Table
 
 from server.storage.schema import contacts, devices, inbox, messages, receipts
 
@@ -72,7 +70,9 @@ async def message_by_client_id(
 ) -> StoredMessage | None:
     row = (
         await connection.execute(
-            select(messages).where(messages.c.sender_device_id == sender_device_id, messages.c.client_id == client_id)
+            select(messages).where(
+                messages.c.sender_device_id == sender_device_id, messages.c.client_id == client_id
+            )
         )
     ).first()
     return None if row is None else _message_from(row)
@@ -96,42 +96,69 @@ async def insert_message(connection: AsyncConnection, message: StoredMessage) ->
     )
 
 
-async def allocate_seqs(connection: AsyncConnection, counts: Mapping[int, int]) -> dict[int, int]:
-    """Reserve ``counts[device]`` consecutive seqs per device; returns the first of each.
+@dataclass
+class QueuedEntry:
+    """An inbox entry queued during a transaction; ``seq`` and ``frame`` are set when it is written."""
 
-    Devices are locked in id order so two nodes writing to the same devices
-    cannot deadlock. A device that no longer exists is left out of the result.
+    device_id: int
+    kind: int
+    message_id: str
+    created_at: int
+    build_frame: Callable[[int], bytes]
+    """Builds the stored frame once the entry's seq is known (the frame carries it)."""
+    seq: int = 0
+    frame: bytes = b""
+
+    @property
+    def written(self) -> bool:
+        return self.seq > 0
+
+
+async def append_to_inboxes(connection: AsyncConnection, entries: Sequence[QueuedEntry]) -> None:
+    """Give each entry the next seq of its device, build its frame and insert them all.
+
+    The devices' rows are locked in id order before their counters move, so
+    concurrent transactions never deadlock, and one device's entries commit in
+    seq order (a device resuming "after seq N" never skips one). Entries for a
+    device that no longer exists are dropped (left unwritten).
     """
-    first_seqs: dict[int, int] = {}
-    for device_id in sorted(counts):
-        count = counts[device_id]
-        row = (
-            await connection.execute(
-                update(devices)
-                .where(devices.c.id == device_id)
-                .values(next_seq=devices.c.next_seq + count)
-                .returning(devices.c.next_seq)
-            )
-        ).first()
-        if row is not None:
-            first_seqs[device_id] = int(row.next_seq) - count + 1
-    return first_seqs
-
-
-async def append_inbox_entries(connection: AsyncConnection, entries: Iterable[InboxEntry], now: int) -> None:
-    rows = [
-        {
-            "device_id": entry.device_id,
-            "seq": entry.seq,
-            "kind": entry.kind,
-            "message_id": entry.message_id,
-            "frame": entry.frame,
-            "created_at": now,
-        }
-        for entry in entries
-    ]
-    if rows:
-        await connection.execute(insert(inbox), rows)
+    if not entries:
+        return
+    counts: dict[int, int] = {}
+    for entry in entries:
+        counts[entry.device_id] = counts.get(entry.device_id, 0) + 1
+    device_ids = sorted(counts)
+    if connection.dialect.name == "postgresql":
+        await connection.execute(
+            select(devices.c.id).where(devices.c.id.in_(device_ids)).order_by(devices.c.id).with_for_update()
+        )
+    rows = await connection.execute(
+        update(devices)
+        .where(devices.c.id.in_(device_ids))
+        .values(next_seq=devices.c.next_seq + case(counts, value=devices.c.id))
+        .returning(devices.c.id, devices.c.next_seq)
+    )
+    next_seqs = {row.id: int(row.next_seq) - counts[row.id] + 1 for row in rows}
+    inserted = []
+    for entry in entries:
+        seq = next_seqs.get(entry.device_id)
+        if seq is None:
+            continue
+        next_seqs[entry.device_id] = seq + 1
+        entry.seq = seq
+        entry.frame = entry.build_frame(seq)
+        inserted.append(
+            {
+                "device_id": entry.device_id,
+                "seq": seq,
+                "kind": entry.kind,
+                "message_id": entry.message_id,
+                "frame": entry.frame,
+                "created_at": entry.created_at,
+            }
+        )
+    if inserted:
+        await connection.execute(insert(inbox), inserted)
 
 
 @dataclass(frozen=True)
@@ -141,7 +168,9 @@ class PendingEntry:
     frame: bytes
 
 
-async def read_inbox(connection: AsyncConnection, device_id: int, after_seq: int, limit: int) -> list[PendingEntry]:
+async def read_inbox(
+    connection: AsyncConnection, device_id: int, after_seq: int, limit: int
+) -> list[PendingEntry]:
     """The device's entries after ``after_seq``, in order."""
     rows = await connection.execute(
         select(inbox.c.seq, inbox.c.created_at, inbox.c.frame)
@@ -166,7 +195,9 @@ async def ack_up_to(connection: AsyncConnection, device_id: int, seq: int) -> No
 
 
 async def inbox_depth(connection: AsyncConnection, device_id: int) -> int:
-    result = await connection.execute(select(func.count()).select_from(inbox).where(inbox.c.device_id == device_id))
+    result = await connection.execute(
+        select(func.count()).select_from(inbox).where(inbox.c.device_id == device_id)
+    )
     return int(result.scalar_one())
 
 
@@ -186,10 +217,14 @@ async def insert_receipt(connection: AsyncConnection, receipt: ReceiptRow) -> bo
 
 async def receipts_for(connection: AsyncConnection, message_id: str) -> list[ReceiptRow]:
     rows = await connection.execute(
-        select(receipts).where(receipts.c.message_id == message_id).order_by(receipts.c.at, receipts.c.device_id)
+        select(receipts)
+        .where(receipts.c.message_id == message_id)
+        .order_by(receipts.c.at, receipts.c.device_id)
     )
     return [
-        ReceiptRow(message_id=row.message_id, device_id=row.device_id, user_id=row.user_id, kind=row.kind, at=row.at)
+        ReceiptRow(
+            message_id=row.message_id, device_id=row.device_id, user_id=row.user_id, kind=row.kind, at=row.at
+        )
         for row in rows
     ]
 

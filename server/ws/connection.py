@@ -52,7 +52,11 @@ class DeviceConnection:
         self._acked_seq = 0
         self._ack_target = 0
         self._ack_writer: asyncio.Task[None] | None = None
+        self._sends: list[frames.Send] = []
         self._sends_in_flight = 0
+        self._send_writer: asyncio.Task[None] | None = None
+        self._receipts: list[frames.Receipt] = []
+        self._receipt_writer: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._subscriptions: list[Subscription] = []
         self._watched: dict[int, Subscription] = {}
@@ -115,7 +119,9 @@ class DeviceConnection:
         self._subscriptions.append(
             services.broker.subscribe(notices.device_channel(caller.device_id), self._on_device_notice)
         )
-        self._subscriptions.append(services.broker.subscribe(notices.user_channel(caller.user_id), self._on_ephemeral))
+        self._subscriptions.append(
+            services.broker.subscribe(notices.user_channel(caller.user_id), self._on_ephemeral)
+        )
         await services.broker.wait_subscribed()
         services.hub.add(self)
         services.metrics.connections.inc()
@@ -199,7 +205,9 @@ class DeviceConnection:
             if text is not None:
                 return str(text)
             await self._send_now(
-                frames.Error(code=errors.MalformedFrame.code, message="Frames are JSON text frames, not binary.")
+                frames.Error(
+                    code=errors.MalformedFrame.code, message="Frames are JSON text frames, not binary."
+                )
             )
 
     async def _read_loop(self) -> None:
@@ -222,14 +230,11 @@ class DeviceConnection:
         assert caller is not None
         match frame:
             case frames.Send():
-                if self._sends_in_flight >= limits.MAX_SENDS_IN_FLIGHT:
-                    raise errors.TooManyInFlight()
-                self._sends_in_flight += 1
-                self._spawn(self._handle_send(caller, frame))
+                self._queue_send(caller, frame)
             case frames.Ack(up_to=up_to):
                 self._handle_ack(caller, up_to)
             case frames.Receipt():
-                self._spawn(self._guarded(messaging.record_receipt(self.services, caller, frame), frame.message))
+                self._queue_receipt(caller, frame)
             case frames.Typing():
                 await messaging.relay_typing(self.services, caller, frame)
             case frames.Watch(users=users):
@@ -239,29 +244,58 @@ class DeviceConnection:
             case frames.Auth():
                 raise errors.AlreadyAuthenticated()
 
-    async def _handle_send(self, caller: Caller, send: frames.Send) -> None:
-        try:
-            self._push(await messaging.accept_envelope(self.services, caller, send))
-        except errors.LienError as error:
-            self._report(error, send.id)
-        except Exception:
-            self.log.exception("send failed")
-            self._report(errors.InternalError(), send.id)
-        finally:
-            self._sends_in_flight -= 1
+    def _queue_send(self, caller: Caller, send: frames.Send) -> None:
+        """Envelopes are stored in the order they arrived, those that queue up meanwhile together."""
+        if self._sends_in_flight >= limits.MAX_SENDS_IN_FLIGHT:
+            raise errors.TooManyInFlight()
+        self._sends.append(send)
+        self._sends_in_flight += 1
+        if self._send_writer is None or self._send_writer.done():
+            self._send_writer = self._spawn(self._write_sends(caller))
 
-    async def _guarded(self, work: Any, ref: str | None) -> None:
-        try:
-            await work
-        except errors.LienError as error:
-            self._report(error, ref)
-        except Exception:
-            self.log.exception("request failed")
-            self._report(errors.InternalError(), ref)
+    async def _write_sends(self, caller: Caller) -> None:
+        while self._sends:
+            batch, self._sends = self._sends, []
+            try:
+                answers = await messaging.accept_envelopes(self.services, caller, batch)
+            except Exception:
+                self.log.exception("storing %d envelopes failed", len(batch))
+                answers = [errors.InternalError()] * len(batch)
+            finally:
+                self._sends_in_flight -= len(batch)
+            for send, answer in zip(batch, answers, strict=True):
+                if isinstance(answer, errors.LienError):
+                    self._report(answer, send.id)
+                else:
+                    self._push(answer)
+
+    def _queue_receipt(self, caller: Caller, receipt: frames.Receipt) -> None:
+        """Receipts are recorded in the order they arrived, those that queue up meanwhile together."""
+        if len(self._receipts) >= limits.MAX_RECEIPTS_QUEUED:
+            raise errors.TooManyInFlight("Too many receipts are waiting to be recorded on this connection.")
+        self._receipts.append(receipt)
+        if self._receipt_writer is None or self._receipt_writer.done():
+            self._receipt_writer = self._spawn(self._write_receipts(caller))
+
+    async def _write_receipts(self, caller: Caller) -> None:
+        while self._receipts:
+            batch, self._receipts = self._receipts, []
+            try:
+                outcomes = await messaging.record_receipts(self.services, caller, batch)
+            except Exception:
+                self.log.exception("recording receipts failed")
+                for receipt in batch:
+                    self._report(errors.InternalError(), receipt.message)
+                continue
+            for outcome in outcomes:
+                if outcome.error is not None:
+                    self._report(outcome.error, outcome.receipt.message)
 
     def _handle_ack(self, caller: Caller, up_to: int) -> None:
         if up_to > self._pushed_seq:
-            raise errors.InvalidAck(f"Sequence {up_to} was not delivered yet (last delivered: {self._pushed_seq}).")
+            raise errors.InvalidAck(
+                f"Sequence {up_to} was not delivered yet (last delivered: {self._pushed_seq})."
+            )
         if up_to <= self._ack_target:
             return
         self._ack_target = up_to
@@ -297,7 +331,11 @@ class DeviceConnection:
             return
         self._push(
             frames.Error(
-                code=error.code, message=error.message, ref=ref, retry_after=error.retry_after, details=error.details
+                code=error.code,
+                message=error.message,
+                ref=ref,
+                retry_after=error.retry_after,
+                details=error.details,
             )
         )
 
