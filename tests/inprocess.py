@@ -30,12 +30,12 @@ F = TypeVar("F")
 
 
 @asynccontextmanager
-async def serving(settings: Settings) -> AsyncIterator[str]:
-    """Serve the app on a free port of 127.0.0.1; yields its base URL."""
+async def serving(settings: Settings, *, port: int = 0) -> AsyncIterator[str]:
+    """Serve the app on 127.0.0.1 (a free port unless given); yields its base URL."""
     config = uvicorn.Config(
         create_app(settings),
         host="127.0.0.1",
-        port=0,
+        port=port,
         log_level="warning",
         ws_max_size=limits.TRANSPORT_MAX_FRAME_BYTES,
         lifespan="on",
@@ -48,9 +48,9 @@ async def serving(settings: Settings) -> AsyncIterator[str]:
                 task.result()
                 raise RuntimeError("the server stopped while starting")
             await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
+    bound = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{bound}"
     finally:
         server.should_exit = True
         await task
