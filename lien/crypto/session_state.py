@@ -145,7 +145,7 @@ def state_to_dict(core: SessionCore) -> dict[str, Any]:
 def decode_state(data: bytes, limits: RatchetLimits) -> SessionCore:
     try:
         record = msgspec.msgpack.decode(data, type=_StateRecord)
-    except (msgspec.DecodeError, TypeError):
+    except (msgspec.DecodeError, TypeError, ValueError):  # ValueError covers invalid UTF-8
         raise SessionStateCorrupt() from None
     return _core(record, limits)
 
