@@ -28,7 +28,7 @@ from lien.crypto.wire import parse_body
 
 from .crypto_helpers import Device, device, encrypt_raw, open_pair, payload, receive, send, state_secrets
 
-FAST = settings(derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(derandomize=True, database=None, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 TIGHT = RatchetLimits(max_skip=3, max_skipped_keys=5, skipped_key_max_steps=2)
 
 # --- random sessions: send, deliver out of order, drop, duplicate, restart ---------------------

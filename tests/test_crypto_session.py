@@ -457,6 +457,9 @@ def test_reprs_show_no_secrets() -> None:
             assert secret.hex() not in text and secret.hex()[:16] not in text
             assert repr(secret) not in text
     assert "alice" in repr(bob_session)
+    message = payload(alice, bob, "Kaliémie confidentielle")
+    assert "confidentielle" not in repr(message)
+    assert "confidentielle" not in repr(sign_payload(alice.identity, message))
 
 
 def test_limits_are_validated() -> None:

@@ -130,9 +130,12 @@ def _str8(value: str) -> bytes:
     return _U8.pack(len(data)) + data
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class Payload:
-    """The fields of one message to one device (§3.8.1); the constructor validates every one."""
+    """The fields of one message to one device (§3.8.1); the constructor validates every one.
+
+    ``repr`` leaves out the text: message content never goes to a log.
+    """
 
     sender: DeviceAddress
     recipient: DeviceAddress
@@ -163,6 +166,14 @@ class Payload:
             raise ValueError("text is not encodable as UTF-8") from None
         if size > MAX_TEXT_BYTES:
             raise ValueError(f"text is at most {MAX_TEXT_BYTES} bytes of UTF-8")
+
+    def __repr__(self) -> str:
+        return (
+            f"Payload(sender={self.sender!r}, recipient={self.recipient!r}, "
+            f"conversation={self.conversation!r}, client_message_id={self.client_message_id!r}, "
+            f"content_type={self.content_type!r}, "
+            f"text={len(self.text)} chars)"
+        )
 
     def encode(self) -> bytes:
         """The canonical bytes of §3.8.1."""

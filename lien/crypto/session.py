@@ -180,7 +180,8 @@ class Session:
 
         The SDK calls this when a prekey message arrives from a device it has
         a session with: ``False`` means the peer started a new session, to be
-        opened with :func:`accept_prekey_message`.
+        opened with :func:`accept_prekey_message` (§3.7.6). Raises like
+        :func:`~lien.crypto.wire.parse_body` for a body that does not parse.
         """
         parsed = parse_body(body)
         return (
@@ -332,6 +333,8 @@ def _accept(
     limits: RatchetLimits,
     random_source: RandomSource,
 ) -> AcceptedSession:
+    if own == delivered_by:
+        raise SenderMismatch()
     parsed = parse_body(body)
     data = parsed.x3dh
     if data is None:
@@ -361,8 +364,6 @@ def _accept(
         ratchet=RatchetState.for_responder(secret.shared_secret, signed_prekey.private_bytes()),
     )
     session = Session(core, limits, random_source)
-    if own == delivered_by:
-        raise SenderMismatch()
     working = core.ratchet.copy()
     try:
         message_key = working.message_key_for(parsed.header, random_source, limits)
