@@ -96,6 +96,79 @@ class MessageTooLarge(CryptoError):
     public_message = "The message is too long to send."
 
 
+# --- sessions: X3DH and Double Ratchet (docs/protocol-crypto.md §3.5 to §3.9) ---
+
+
+class MalformedMessage(DecryptionFailed):
+    """A format-2 body does not parse: unknown type, wrong length, a non-canonical key, trailing bytes."""
+
+    code = "malformed-message"
+    public_message = "The message is damaged and cannot be read."
+
+
+class ReplayedMessage(DecryptionFailed):
+    """The message's key was already used (the message was already decrypted) or has been discarded."""
+
+    code = "replayed-message"
+    public_message = "This message was already received, or is too old to be decrypted."
+
+
+class TooManySkipped(DecryptionFailed):
+    """Decrypting the message would need more skipped message keys than the session allows."""
+
+    code = "too-many-skipped"
+    public_message = "Too many messages were lost before this one; it cannot be decrypted."
+
+
+class UnknownPrekey(DecryptionFailed):
+    """A prekey message names a signed or one-time prekey this device no longer has (or never had)."""
+
+    code = "unknown-prekey"
+    public_message = "The message was encrypted to a key this device no longer has."
+
+
+class NoSession(DecryptionFailed):
+    """A normal ratchet message arrived for which this device holds no session."""
+
+    code = "no-session"
+    public_message = "The message belongs to a conversation key this device does not have."
+
+
+class SessionMismatch(DecryptionFailed):
+    """A prekey message was given to a session it does not belong to (another session set-up)."""
+
+    code = "session-mismatch"
+    public_message = "The message belongs to another encrypted session."
+
+
+class IdentityMismatch(CryptoError):
+    """A prekey message carries identity keys other than the ones listed for the sending device."""
+
+    code = "identity-mismatch"
+    public_message = "The sender's device keys differ from the ones on record."
+
+
+class BadPrekeySignature(CryptoError):
+    """A peer's key bundle holds a signed prekey whose signature does not verify (§3.2)."""
+
+    code = "bad-prekey-signature"
+    public_message = "The recipient's published keys are not validly signed."
+
+
+class ConversationMismatch(CryptoError):
+    """The signed payload names another conversation than the one the server delivered it in."""
+
+    code = "conversation-mismatch"
+    public_message = "The message claims a different conversation than the one that delivered it."
+
+
+class SessionExhausted(CryptoError):
+    """A chain reached its largest message number (2**32 - 1); a new session is needed."""
+
+    code = "session-exhausted"
+    public_message = "This encrypted session is used up; a new one must be set up."
+
+
 # --- keystore (§3.9) ------------------------------------------------------
 
 
@@ -129,6 +202,13 @@ class KeystoreCorrupt(KeystoreError):
 
     code = "keystore-corrupt"
     public_message = "The local keystore file is damaged."
+
+
+class SessionStateCorrupt(KeystoreCorrupt):
+    """A stored session state does not decode or is inconsistent (docs/protocol-crypto.md §3.6.7)."""
+
+    code = "session-state-corrupt"
+    public_message = "A stored encrypted session is damaged."
 
 
 class KeystoreExists(KeystoreError):

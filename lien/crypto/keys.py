@@ -236,6 +236,19 @@ class SignedPrekeyPair:
     def from_secret_bytes(cls, prekey_id: int, private: bytes, signature: bytes) -> SignedPrekeyPair:
         return cls(prekey_id, _exchange_private(private), signature)
 
+    @classmethod
+    def from_private_bytes(
+        cls, prekey_id: int, private: bytes, identity: IdentityKeyPair
+    ) -> SignedPrekeyPair:
+        """A signed prekey from a given X25519 private key, signed now by ``identity``.
+
+        Ed25519 signatures are deterministic, so this rebuilds the same pair
+        every time: the test-vector generator uses it with fixed seeds.
+        """
+        private_key = _exchange_private(private)
+        message = signed_prekey_message(prekey_id, bytes(private_key.public_key))
+        return cls(prekey_id, private_key, identity.sign(message))
+
     @property
     def prekey_id(self) -> int:
         return self._prekey_id
