@@ -260,8 +260,8 @@ async def _store_receipt(
 
 
 async def ack(services: Services, caller: Caller, up_to: int) -> None:
-    async def store(connection: AsyncConnection, _writes: InboxWrites) -> None:
-        await messages.ack_up_to(connection, caller.device_id, up_to)
+    async def store(_connection: AsyncConnection, writes: InboxWrites) -> None:
+        writes.ack(caller.device_id, up_to)
 
     await services.committer.run(store)
 

@@ -8,9 +8,10 @@ and fast at once").
 A job receives the open connection and an :class:`InboxWrites` collector, and
 returns its result. Jobs queue inbox entries on the collector instead of
 writing them: at the end of the transaction the committer writes every queued
-entry at once (:func:`server.storage.messages.append_to_inboxes`), locking the
-devices in id order, so that two transactions (two workers, two nodes) never
-deadlock and each device's sequence numbers commit in order.
+entry and ack at once (:func:`server.storage.messages.write_inboxes`), locking
+the devices in id order, so that two transactions (two workers, two nodes)
+never deadlock and each device's sequence numbers commit in order. Jobs must
+not update ``devices`` rows themselves, for the same reason.
 
 Contract: a job raises a :class:`LienError` only *before* it writes anything,
 so the batch can carry on without it. Any other exception rolls the whole
@@ -27,6 +28,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lien.protocol.errors import LienError
@@ -35,14 +37,19 @@ from server.storage.database import Database
 
 logger = logging.getLogger(__name__)
 
+_TRANSIENT_STATES = frozenset({"40001", "40P01"})
+"""PostgreSQL's serialization_failure and deadlock_detected."""
+_TRANSIENT_RETRIES = 2
+
 T = TypeVar("T")
 
 
 class InboxWrites:
-    """Inbox entries queued by the jobs of one transaction, written together just before it commits."""
+    """Inbox entries and acks queued by one transaction's jobs, written together just before it commits."""
 
     def __init__(self) -> None:
         self.entries: list[messages.QueuedEntry] = []
+        self.acks: dict[int, int] = {}
 
     def add(
         self, device_id: int, kind: int, message_id: str, created_at: int, build_frame: Callable[[int], bytes]
@@ -57,6 +64,10 @@ class InboxWrites:
         )
         self.entries.append(entry)
         return entry
+
+    def ack(self, device_id: int, up_to: int) -> None:
+        """Purge the device's inbox up to ``up_to`` and remember the ack, when the transaction ends."""
+        self.acks[device_id] = max(up_to, self.acks.get(device_id, 0))
 
 
 Job = Callable[[AsyncConnection, InboxWrites], Awaitable[T]]
@@ -109,7 +120,7 @@ class GroupCommitter:
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                await self._commit_together(batch)
+                await self._commit_with_retry(batch)
             except Exception:
                 logger.warning(
                     "group commit of %d jobs failed; retrying each alone", len(batch), exc_info=True
@@ -130,6 +141,20 @@ class GroupCommitter:
                 else:
                     pending.future.set_exception(value)
 
+    async def _commit_with_retry(self, batch: list[_Pending]) -> None:
+        """A deadlock or serialization failure is transient: run the batch again before splitting it."""
+        for attempt in range(_TRANSIENT_RETRIES + 1):
+            try:
+                await self._commit_together(batch)
+                return
+            except DBAPIError as exc:
+                if (
+                    attempt == _TRANSIENT_RETRIES
+                    or getattr(exc.orig, "sqlstate", None) not in _TRANSIENT_STATES
+                ):
+                    raise
+                logger.info("transient %s on a batch of %d; retrying", type(exc.orig).__name__, len(batch))
+
     async def _commit_together(self, batch: list[_Pending]) -> None:
         async with self._database.write() as connection:
             writes = InboxWrites()
@@ -141,6 +166,6 @@ class GroupCommitter:
                     pending.outcome = (True, await pending.job(connection, writes))
                 except LienError as refusal:
                     pending.outcome = (False, refusal)
-            await messages.append_to_inboxes(connection, writes.entries)
+            await messages.write_inboxes(connection, writes.entries, writes.acks)
         if self.on_batch is not None:
             self.on_batch(len(batch))

@@ -8,7 +8,7 @@ sequence order and a device resuming "after seq N" never skips one.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,13 +114,35 @@ class QueuedEntry:
         return self.seq > 0
 
 
-async def append_to_inboxes(connection: AsyncConnection, entries: Sequence[QueuedEntry]) -> None:
+async def write_inboxes(
+    connection: AsyncConnection, entries: Sequence[QueuedEntry], acks: Mapping[int, int]
+) -> None:
+    """End of a write transaction: append the queued entries, then apply the acks.
+
+    Every device row touched is first locked in id order (``FOR NO KEY
+    UPDATE``, which foreign-key checks do not wait for), so concurrent
+    transactions never deadlock, and one device's entries commit in seq order:
+    a device resuming "after seq N" never skips one.
+    """
+    touched = sorted({entry.device_id for entry in entries} | set(acks))
+    if not touched:
+        return
+    if connection.dialect.name == "postgresql":
+        await connection.execute(
+            select(devices.c.id)
+            .where(devices.c.id.in_(touched))
+            .order_by(devices.c.id)
+            .with_for_update(key_share=True)
+        )
+    await _append_to_inboxes(connection, entries)
+    for device_id in sorted(acks):
+        await ack_up_to(connection, device_id, acks[device_id])
+
+
+async def _append_to_inboxes(connection: AsyncConnection, entries: Sequence[QueuedEntry]) -> None:
     """Give each entry the next seq of its device, build its frame and insert them all.
 
-    The devices' rows are locked in id order before their counters move, so
-    concurrent transactions never deadlock, and one device's entries commit in
-    seq order (a device resuming "after seq N" never skips one). Entries for a
-    device that no longer exists are dropped (left unwritten).
+    Entries for a device that no longer exists are dropped (left unwritten).
     """
     if not entries:
         return
@@ -128,10 +150,6 @@ async def append_to_inboxes(connection: AsyncConnection, entries: Sequence[Queue
     for entry in entries:
         counts[entry.device_id] = counts.get(entry.device_id, 0) + 1
     device_ids = sorted(counts)
-    if connection.dialect.name == "postgresql":
-        await connection.execute(
-            select(devices.c.id).where(devices.c.id.in_(device_ids)).order_by(devices.c.id).with_for_update()
-        )
     rows = await connection.execute(
         update(devices)
         .where(devices.c.id.in_(device_ids))
@@ -230,7 +248,8 @@ async def receipts_for(connection: AsyncConnection, message_id: str) -> list[Rec
 
 
 async def add_contacts(connection: AsyncConnection, pairs: Iterable[tuple[int, int]], now: int) -> None:
-    rows = [{"user_id": a, "contact_id": b, "since": now} for a, b in pairs]
+    # Sorted: two transactions inserting the same pairs take their index locks in one order.
+    rows = [{"user_id": a, "contact_id": b, "since": now} for a, b in sorted(pairs)]
     if rows:
         await connection.execute(_insert_ignoring_conflicts(connection, contacts), rows)
 

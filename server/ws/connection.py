@@ -240,7 +240,7 @@ class DeviceConnection:
             case frames.Watch(users=users):
                 await self._handle_watch(caller, users)
             case frames.Ping(id=ping_id):
-                self._push(frames.Pong(id=ping_id))
+                self._answer_ping(ping_id)
             case frames.Auth():
                 raise errors.AlreadyAuthenticated()
 
@@ -309,6 +309,18 @@ class DeviceConnection:
             target = self._ack_target
             await messaging.ack(self.services, caller, target)
             self._acked_seq = max(self._acked_seq, target)
+
+    def _answer_ping(self, ping_id: int) -> None:
+        """The pong follows the commit of every ack received before the ping (docs/protocol.md §6.5)."""
+        writer = self._ack_writer
+        if writer is None or writer.done():
+            self._push(frames.Pong(id=ping_id))
+        else:
+            self._spawn(self._pong_after(writer, ping_id))
+
+    async def _pong_after(self, writer: asyncio.Task[None], ping_id: int) -> None:
+        await asyncio.wait([writer])
+        self._push(frames.Pong(id=ping_id))
 
     async def _handle_watch(self, caller: Caller, usernames: list[str]) -> None:
         allowed = await messaging.watchable(self.services, caller, usernames)
