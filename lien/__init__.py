@@ -9,6 +9,18 @@ from __future__ import annotations
 
 from lien.protocol.errors import LienError
 from lien.sdk.client import Client
-from lien.sdk.events import Event, Message, PresenceChange, Receipt, Typing, Undecryptable
+from lien.sdk.events import Event, IdentityChanged, Message, PresenceChange, Receipt, Typing, Undecryptable
+from lien.sdk.trust import IdentityNotAccepted
 
-__all__ = ["Client", "Event", "LienError", "Message", "PresenceChange", "Receipt", "Typing", "Undecryptable"]
+__all__ = [
+    "Client",
+    "Event",
+    "IdentityChanged",
+    "IdentityNotAccepted",
+    "LienError",
+    "Message",
+    "PresenceChange",
+    "Receipt",
+    "Typing",
+    "Undecryptable",
+]

@@ -39,6 +39,8 @@ _HEADER = struct.Struct(">6sBIQ16s")
 _NONCE_SIZE: Final = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
 OPSLIMIT: Final[int] = nacl.pwhash.argon2id.OPSLIMIT_INTERACTIVE
 MEMLIMIT: Final[int] = nacl.pwhash.argon2id.MEMLIMIT_INTERACTIVE
+SENT_KEPT: Final = 1_000
+"""Sent messages kept to repair after a ``decrypt-failed`` receipt (encrypted at rest like the rest)."""
 SEEN_MESSAGES_KEPT: Final = 20_000
 """Server message ids remembered to show each message once (redeliveries come from the unacked tail)."""
 
@@ -47,6 +49,17 @@ class _SignedPrekeySecret(msgspec.Struct, frozen=True):
     id: int
     private: bytes
     signature: bytes
+
+
+class SentRecord(msgspec.Struct, frozen=True):
+    """A message this device sent, kept a while so it can be re-encrypted after a ``decrypt-failed``."""
+
+    to: str
+    client_id: str
+    sent_at: int
+    text: str
+    resent_to: tuple[int, ...] = ()
+    """Devices already sent a repaired copy (one repair per device)."""
 
 
 class _Contents(msgspec.Struct, kw_only=True):
@@ -67,7 +80,9 @@ class _Contents(msgspec.Struct, kw_only=True):
     sessions: dict[str, bytes] = {}
     """Opaque per-peer-device session states, keyed by the SDK."""
     trusted: dict[str, bytes] = {}
-    """Per correspondent: the digest of the device identities the user accepted."""
+    """Per correspondent: the device identities the user accepted (see lien.sdk.trust)."""
+    sent: dict[str, SentRecord] = {}
+    """Server message id -> what was sent, the last ``SENT_KEPT`` messages."""
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -278,7 +293,21 @@ class Keystore:
     def set_trusted(self, username: str, digest: bytes) -> None:
         self._contents.trusted[username] = digest
 
+    # --- sent messages, for repair ----------------------------------------------
+
+    def remember_sent(self, message_id: str, record: SentRecord) -> None:
+        sent = self._contents.sent
+        sent[message_id] = record
+        while len(sent) > SENT_KEPT:
+            del sent[next(iter(sent))]
+
+    def sent_message(self, message_id: str) -> SentRecord | None:
+        return self._contents.sent.get(message_id)
+
     # --- delivery ----------------------------------------------------------
+
+    def was_seen(self, message_id: str) -> bool:
+        return message_id in self._seen
 
     def remember_seen(self, message_id: str) -> bool:
         """Record a shown message; False if it was already shown (a redelivery)."""

@@ -26,6 +26,9 @@ class Metrics:
             "Resent envelopes recognised by their client message id",
             registry=self.registry,
         )
+        self.messages_resent = Counter(
+            "lien_messages_resent", "Copies sent again after a decrypt-failed receipt", registry=self.registry
+        )
         self.messages_delivered = Counter(
             "lien_messages_delivered", "Message frames pushed to a device socket", registry=self.registry
         )

@@ -9,10 +9,13 @@ from pathlib import Path
 import pytest
 
 import lien
-from lien.crypto import sealed
-from lien.crypto.errors import WrongPassword
+from lien.crypto import session as crypto_session
+from lien.crypto.errors import BadSignature, WrongPassword
 from lien.crypto.keys import IdentityKeyPair
+from lien.crypto.payload import verify_payload
+from lien.keystore import Keystore
 from lien.protocol import errors, frames
+from lien.sdk.trust import IdentityNotAccepted
 from server.settings import Settings
 from tests.inprocess import PASSWORD, frame_socket, serving
 from tests.live import free_port
@@ -159,36 +162,119 @@ async def test_a_send_made_while_the_server_is_down_is_delivered_once_after_it_r
         await bob.close()
 
 
-async def test_an_unreadable_or_forged_message_is_reported_never_shown(
-    clients: Factory, server_url: str
-) -> None:
+async def test_unreadable_bodies_are_reported_never_shown(clients: Factory, server_url: str) -> None:
     alice = await clients("alice")
     bob = await clients("bob")
     mallory = await clients("mallory")
-    # Mallory sends Bob a body that is not a message, and one sealed to Bob but signed as someone else.
-    impostor = IdentityKeyPair.generate()
-    fields = sealed.SignedFields(
-        sender="mallory",
-        sender_device=mallory.device_id,
-        recipient="bob",
-        recipient_device=bob.device_id,
-        client_id="forged",
-        sent_at=0,
-        text="Arrêtez le traitement",
-    )
-    forged = sealed.seal(impostor, bob.keystore.identity.public, fields)
     token = mallory.keystore.token
     assert token is not None
+    bodies = {
+        "legacy": b"\x01an old sealed-box body",
+        "garbage": b"\x02\x01" + b"\x00" * 80,
+        "empty-ish": b"\x02",
+    }
     async with frame_socket(server_url, token) as raw:
-        for client_id, body in (("garbage", b"\x01not a sealed message at all"), ("forged", forged)):
+        for client_id, body in bodies.items():
             await raw.send(
                 frames.Send(id=client_id, to="bob", copies=[frames.Copy(device=bob.device_id, body=body)])
             )
             assert isinstance(await raw.receive_until(frames.Accepted), frames.Accepted)
-    reasons = {(await next_event_of(bob, lien.Undecryptable)).reason for _ in range(2)}
-    assert reasons == {"decryption-failed", "bad-signature"}
+    reasons = sorted([(await next_event_of(bob, lien.Undecryptable)).reason for _ in bodies])
+    assert reasons == ["malformed-message", "no-session", "unsupported-format"]
     await alice.send_text("bob", "a real one")
-    assert (await bob.receive(timeout=10)).text == "a real one"  # nothing forged came out of receive()
+    assert (await bob.receive(timeout=10)).text == "a real one"  # nothing unreadable came out of receive()
+
+
+async def test_a_forged_signature_in_a_valid_session_is_rejected(
+    clients: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = await clients("alice")
+    bob = await clients("bob")
+    mallory = await clients("mallory")
+    await mallory.send_text("bob", "bonjour")  # a genuine session first
+    assert (await bob.receive(timeout=10)).text == "bonjour"
+
+    impostor = IdentityKeyPair.generate()
+    genuine_sign = crypto_session.sign_payload
+    monkeypatch.setattr(
+        crypto_session, "sign_payload", lambda _identity, payload: genuine_sign(impostor, payload)
+    )
+    forged_id = await mallory.send_text("bob", "Arrêtez le traitement de Mme Lefèvre")
+    failure = await next_event_of(bob, lien.Undecryptable)
+    assert (failure.message_id, failure.reason, failure.sender) == (forged_id, "bad-signature", "mallory")
+    # Bob asked Mallory's device to repair; its resent copy is forged the same way, and refused again.
+    again = await next_event_of(bob, lien.Undecryptable)
+    assert (again.message_id, again.reason) == (forged_id, "bad-signature")
+    monkeypatch.undo()
+
+    await alice.send_text("bob", "la vraie consigne")
+    assert (await bob.receive(timeout=10)).text == "la vraie consigne"
+
+
+async def test_a_lost_session_is_repaired_and_the_message_resent(clients: Factory, tmp_path: Path) -> None:
+    alice = await clients("alice")
+    bob = await clients("bob", keystore="bob")
+    await alice.send_text("bob", "premier")
+    first = await bob.receive(timeout=10)
+    await bob.send_text("alice", "reçu")
+    await alice.receive(timeout=10)
+    # Bob's device loses its session with Alice (say, a keystore restored from an old backup).
+    await bob.close()
+    store = Keystore.open(tmp_path / "bob", PASSWORD)
+    assert store.session_names() == [f"alice/{alice.device_id}"]
+    store.set_session(f"alice/{alice.device_id}", None)
+    store.save()
+
+    lost_id = await alice.send_text("bob", "second, après la perte")  # a ratchet message Bob cannot open
+    bob = await clients("bob", login=True, keystore="bob")
+    failure = await next_event_of(bob, lien.Undecryptable)
+    assert (failure.message_id, failure.reason, failure.repairing) == (lost_id, "no-session", True)
+    repaired = await bob.receive(timeout=20)
+    assert (repaired.id, repaired.text, repaired.sender) == (lost_id, "second, après la perte", "alice")
+    assert repaired.sent_at > first.sent_at
+    kinds = []
+    while "decrypted" not in kinds:
+        receipt = await next_event_of(alice, lien.Receipt)
+        if receipt.message_id == lost_id:
+            kinds.append(receipt.kind)
+    assert kinds == ["decrypt-failed", "decrypted"]
+    await alice.send_text("bob", "et la suite")
+    assert (await bob.receive(timeout=10)).text == "et la suite"
+
+
+async def test_safety_numbers_and_a_new_device_of_a_correspondent(clients: Factory) -> None:
+    alice = await clients("alice")
+    bob = await clients("bob", keystore="bob-phone")
+    await alice.send_text("bob", "hello")
+    await bob.receive(timeout=10)
+    before = await alice.safety_number("bob")
+    assert before == await bob.safety_number("alice") and len(before.digits) == 60
+
+    alice.identity_policy = "block"
+    await clients("bob", login=True, keystore="bob-desktop")
+    changed = await next_event_of(alice, lien.IdentityChanged)  # pushed to contacts when a device is added
+    assert changed.user == "bob" and len(changed.added) == 1 and changed.removed == changed.replaced == []
+    with pytest.raises(IdentityNotAccepted):
+        await alice.send_text("bob", "to a device I have not checked")
+    after = await alice.safety_number("bob")
+    assert after != before
+    await alice.accept_identity("bob")
+    await alice.send_text("bob", "checked")
+    assert (await bob.receive(timeout=10)).text == "checked"
+
+
+async def test_a_received_message_carries_a_proof_anyone_can_check(clients: Factory) -> None:
+    alice = await clients("alice")
+    bob = await clients("bob")
+    await alice.send_text("bob", "K+ 6,8 mmol/L")
+    received = await bob.receive(timeout=10)
+    assert received.verify()
+    payload = verify_payload(received.payload, received.signature, received.signer_key)
+    assert (payload.sender.user, payload.recipient.user, payload.text) == ("alice", "bob", "K+ 6,8 mmol/L")
+    assert received.signer_key == alice.keystore.identity.public.signing_key
+    tampered = received.payload.replace(b"6,8", b"3,8")
+    with pytest.raises(BadSignature):
+        verify_payload(tampered, received.signature, received.signer_key)
 
 
 async def test_typing_and_presence_between_contacts(clients: Factory) -> None:

@@ -136,6 +136,12 @@ class KeyBundles(Body, frozen=True):
     bundles: list[KeyBundle]
 
 
+class KeyClaim(Body, frozen=True):
+    """Optional body of a key claim: only these devices' bundles (default: every device)."""
+
+    devices: Annotated[list[DeviceId], msgspec.Meta(min_length=1, max_length=limits.MAX_DEVICES_PER_USER)]
+
+
 class PrekeyUpload(Body, frozen=True):
     prekeys: Annotated[
         list[OneTimePrekey], msgspec.Meta(min_length=1, max_length=limits.MAX_PREKEYS_PER_UPLOAD)

@@ -39,7 +39,7 @@ class InboxItem:
 
 @dataclass(frozen=True)
 class Ephemeral:
-    frame: frames.TypingEvent | frames.Presence | frames.PrekeysLow | frames.Pong
+    frame: frames.TypingEvent | frames.Presence | frames.DevicesChanged | frames.PrekeysLow | frames.Pong
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ class ClientProtocol:
         self.ready = None
         return codec.encode(frames.Auth(v=limits.PROTOCOL_VERSION, token=token))
 
-    def send(self, frame: frames.Send) -> bytes:
+    def send(self, frame: frames.Send | frames.Resend) -> bytes:
         """Encode a send and remember it until it is accepted or refused."""
         data = codec.encode(frame)
         self._pending[frame.id] = data
@@ -121,6 +121,12 @@ class ClientProtocol:
                 if frame.ref is not None and frame.ref in self._pending:
                     return SendRefused(frame.ref, error)
                 return ServerError(error, frame.ref)
-            case frames.TypingEvent() | frames.Presence() | frames.PrekeysLow() | frames.Pong():
+            case (
+                frames.TypingEvent()
+                | frames.Presence()
+                | frames.DevicesChanged()
+                | frames.PrekeysLow()
+                | frames.Pong()
+            ):
                 return Ephemeral(frame)
         raise errors.UnknownFrameType(f"Unexpected frame {type(frame).__name__}.")  # pragma: no cover

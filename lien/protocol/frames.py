@@ -38,7 +38,8 @@ DeviceId = Annotated[int, msgspec.Meta(ge=1, le=2**62)]
 InboxSeq = Annotated[int, msgspec.Meta(ge=0, le=2**62)]
 ServerMessageId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Ciphertext = Annotated[bytes, msgspec.Meta(min_length=1, max_length=limits.MAX_COPY_BYTES)]
-ReceiptKind = Literal["delivered", "decrypted", "read"]
+ReceiptKind = Literal["delivered", "decrypted", "read", "decrypt-failed"]
+"""``decrypted`` implies ``delivered``; ``decrypt-failed`` asks the sending device to repair and resend."""
 Millis = int
 """Server time in milliseconds since the Unix epoch."""
 
@@ -69,6 +70,19 @@ class Send(Frame, frozen=True, tag="send"):
 
     id: ClientMessageId
     to: Username
+    copies: Annotated[list[Copy], msgspec.Meta(min_length=1, max_length=limits.MAX_COPIES_PER_ENVELOPE)]
+
+
+class Resend(Frame, frozen=True, tag="resend"):
+    """New copies of a message already accepted, for some devices only (docs/protocol.md §6.6).
+
+    Sent by the device that sent ``message`` after a ``decrypt-failed``
+    receipt, once it has repaired its session with those devices. The copies
+    keep the original server message id; ``id`` is a fresh client id.
+    """
+
+    id: ClientMessageId
+    message: ServerMessageId
     copies: Annotated[list[Copy], msgspec.Meta(min_length=1, max_length=limits.MAX_COPIES_PER_ENVELOPE)]
 
 
@@ -104,7 +118,7 @@ class Ping(Frame, frozen=True, tag="ping"):
     id: Annotated[int, msgspec.Meta(ge=0, le=2**53)]
 
 
-ClientFrame = Auth | Send | Ack | Receipt | Typing | Watch | Ping
+ClientFrame = Auth | Send | Resend | Ack | Receipt | Typing | Watch | Ping
 
 
 # --- server to client ------------------------------------------------------
@@ -164,6 +178,12 @@ class Presence(Frame, frozen=True, tag="presence"):
     online: bool
 
 
+class DevicesChanged(Frame, frozen=True, tag="devices_changed"):
+    """A contact (or this user) added or removed a device: refresh its device list. Never stored."""
+
+    user: str
+
+
 class PrekeysLow(Frame, frozen=True, tag="prekeys_low"):
     """The device's one-time prekeys run low: upload more."""
 
@@ -184,6 +204,8 @@ class Error(Frame, frozen=True, tag="error"):
     details: dict[str, object] | None = None
 
 
-ServerFrame = Ready | Accepted | Deliver | Status | TypingEvent | Presence | PrekeysLow | Pong | Error
+ServerFrame = (
+    Ready | Accepted | Deliver | Status | TypingEvent | Presence | DevicesChanged | PrekeysLow | Pong | Error
+)
 InboxFrame = Deliver | Status
 """Frames that come out of a device's inbox and carry a ``seq`` to ack."""

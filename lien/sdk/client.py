@@ -24,12 +24,14 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from lien.crypto.errors import CryptoError
-from lien.crypto.keys import PublicIdentity
-from lien.keystore import Keystore
+from lien.crypto.payload import Conversation, DeviceAddress, Payload
+from lien.crypto.safety import SafetyNumber
+from lien.keystore import Keystore, SentRecord
 from lien.protocol import client as proto
 from lien.protocol import codec, errors, frames, limits
 from lien.protocol.api import LoginRequest, Profile, RegisterRequest
 from lien.sdk import e2e
+from lien.sdk.directory import Directory
 from lien.sdk.events import (
     Event,
     Message,
@@ -40,6 +42,7 @@ from lien.sdk.events import (
     from_millis,
 )
 from lien.sdk.http import ApiClient
+from lien.sdk.trust import IdentityPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +90,9 @@ class Client:
         self._events: asyncio.Queue[Event] = asyncio.Queue()
         self._waiting: dict[str, asyncio.Future[frames.Accepted]] = {}
         self._outbox: list[bytes] = []
-        self._devices: dict[str, dict[int, PublicIdentity]] = {}
+        self._directory = Directory(api, keystore, self._events.put_nowait)
+        self._send_lock = asyncio.Lock()
+        """Held from session look-up to the write of a send, so sessions advance in the order bodies leave."""
         self._socket: ClientConnection | None = None
         self._ready = asyncio.Event()
         self._fatal: errors.LienError | None = None
@@ -293,6 +298,8 @@ class Client:
             case proto.InboxItem(frame=frames.Deliver() as deliver):
                 await self._on_message(deliver)
             case proto.InboxItem(frame=frames.Status() as status):
+                if status.kind == "decrypt-failed":
+                    self._spawn(self._repair(status.message, DeviceAddress(status.by, status.by_device)))
                 self._events.put_nowait(
                     Receipt(status.message, status.kind, status.by, status.by_device, from_millis(status.at))
                 )
@@ -301,6 +308,8 @@ class Client:
                 self._events.put_nowait(Typing(typing.sender, typing.sender_device, typing.active))
             case proto.Ephemeral(frame=frames.Presence() as presence):
                 self._events.put_nowait(PresenceChange(presence.user, presence.online))
+            case proto.Ephemeral(frame=frames.DevicesChanged(user=user)):
+                self._spawn(self._directory.devices(user, refresh=True))
             case proto.Ephemeral(frame=frames.PrekeysLow()):
                 self._spawn(self._replenish_prekeys())
             case proto.ServerError(error=error, ref=ref):
@@ -346,7 +355,9 @@ class Client:
 
         Returns the server's message id once the server has durably accepted
         it. While disconnected it waits, and it is resent under the same client
-        message id after a reconnect, so it is delivered once.
+        message id after a reconnect, so it is delivered once. Raises
+        :class:`~lien.sdk.trust.IdentityNotAccepted` when ``to``'s devices
+        changed and the identity policy asks for the user's consent first.
         """
         if self._runner is None:
             raise RuntimeError("call connect() first")
@@ -356,105 +367,186 @@ class Client:
         sent_at = _now_ms()
         refresh = False
         for _ in range(_MISMATCH_RETRIES + 1):
-            frame = await self._build_send(client_id, to, text, sent_at, refresh=refresh)
             future: asyncio.Future[frames.Accepted] = asyncio.get_running_loop().create_future()
-            self._waiting[client_id] = future
-            data = self._protocol.send(frame)
-            if self._ready.is_set():
-                await self._write(data)
+            async with self._send_lock:
+                frame = await self._build_send(client_id, to, text, sent_at, refresh=refresh)
+                self._waiting[client_id] = future
+                data = self._protocol.send(frame)
+                if self._ready.is_set():
+                    await self._write(data)
             try:
                 accepted = await future
             except errors.DevicesMismatch:
                 refresh = True
                 continue
+            self.keystore.remember_sent(accepted.message, SentRecord(to, client_id, sent_at, text))
             return accepted.message
         raise errors.DevicesMismatch("The recipient's devices kept changing; try again.")
+
+    @property
+    def identity_policy(self) -> IdentityPolicy:
+        """``"warn"`` (default): report device changes and keep sending; ``"block"``: wait for consent."""
+        return self._directory.policy
+
+    @identity_policy.setter
+    def identity_policy(self, policy: IdentityPolicy) -> None:
+        self._directory.policy = policy
+
+    async def safety_number(self, username: str) -> SafetyNumber:
+        """The 60-digit number both users see; compare it out of band (docs/protocol-crypto.md §3.10)."""
+        return await self._directory.safety_number(self.username, username)
+
+    async def accept_identity(self, username: str) -> None:
+        """Accept ``username``'s current devices (after comparing safety numbers)."""
+        await self._directory.accept(username)
+        self.keystore.save()
+
+    def _own(self) -> DeviceAddress:
+        return DeviceAddress(self.username, self.device_id)
 
     async def _build_send(
         self, client_id: str, to: str, text: str, sent_at: int, *, refresh: bool
     ) -> frames.Send:
-        recipients = await self._device_keys(to, refresh=refresh)
-        own = await self._device_keys(self.username, refresh=refresh) if to != self.username else recipients
-        targets = dict(recipients)
-        targets.update({device: key for device, key in own.items() if device != self.device_id})
-        targets.pop(self.device_id, None)
-        copies = [
-            frames.Copy(
-                device=device,
-                body=e2e.encrypt(
-                    self.keystore,
-                    sender=self.username,
-                    sender_device=self.device_id,
-                    recipient=to,
-                    recipient_device=device,
-                    recipient_key=key,
-                    client_id=client_id,
-                    sent_at=sent_at,
-                    text=text,
-                ),
+        """One body per target device, from its session (opened from a claimed bundle when missing)."""
+        targets = await self._targets(to, refresh=refresh)
+        if not targets:
+            raise errors.UnknownDevice(f"{to} has no device to send to.")
+        await self._open_missing_sessions(targets)
+        conversation = Conversation.user(to)
+        copies = []
+        for peer in targets:
+            if not e2e.has_session(self.keystore, peer):
+                continue  # its bundle was not handed out: the server will say which devices are missing
+            payload = Payload(
+                sender=self._own(),
+                recipient=peer,
+                conversation=conversation,
+                client_message_id=client_id,
+                sent_at_ms=sent_at,
+                text=text,
             )
-            for device, key in sorted(targets.items())
-        ]
+            copies.append(frames.Copy(device=peer.device, body=e2e.encrypt(self.keystore, payload)))
+        self.keystore.save()  # before any body leaves: a ratchet key must never be used twice
         if not copies:
             raise errors.UnknownDevice(f"{to} has no device to send to.")
         return frames.Send(id=client_id, to=to, copies=copies)
 
-    async def _device_keys(self, username: str, *, refresh: bool = False) -> dict[int, PublicIdentity]:
-        if refresh or username not in self._devices:
-            listing = await self._api.devices(username)
-            self._devices[username] = {
-                device.device: PublicIdentity(
-                    signing_key=device.identity_signing_key, exchange_key=device.identity_exchange_key
+    async def _targets(self, to: str, *, refresh: bool) -> list[DeviceAddress]:
+        """Every device of ``to`` and this user's other devices; sessions checked against the directory."""
+        recipients = await self._directory.devices(to, refresh=refresh)
+        own = (
+            await self._directory.devices(self.username, refresh=refresh)
+            if to != self.username
+            else recipients
+        )
+        self._directory.check_accepted(to)
+        listed = {DeviceAddress(to, device): identity for device, identity in recipients.items()}
+        listed.update({DeviceAddress(self.username, device): identity for device, identity in own.items()})
+        listed.pop(self._own(), None)
+        for peer, identity in listed.items():
+            session = e2e.load_session(self.keystore, peer)
+            if session is not None and session.peer_identity != identity:
+                e2e.drop_session(self.keystore, peer)
+        return sorted(listed, key=lambda peer: (peer.user, peer.device))
+
+    async def _open_missing_sessions(self, targets: list[DeviceAddress]) -> None:
+        missing: dict[str, list[int]] = {}
+        for peer in targets:
+            if not e2e.has_session(self.keystore, peer):
+                missing.setdefault(peer.user, []).append(peer.device)
+        for username, device_ids in missing.items():
+            claimed = await self._api.claim_keys(username, device_ids)
+            listed = await self._directory.devices(username)
+            for bundle in claimed.bundles:
+                peer = DeviceAddress(username, bundle.device)
+                known = listed.get(bundle.device)
+                if known is None or known.signing_key != bundle.identity_signing_key:
+                    continue  # the claim and the device list disagree: never start a session on that
+                if not e2e.has_session(self.keystore, peer):
+                    e2e.start_session(self.keystore, self._own(), peer, bundle)
+
+    async def _repair(self, message_id: str, peer: DeviceAddress) -> None:
+        """``peer`` could not decrypt a message this device sent: new session, then resend it (§6.6)."""
+        record = self.keystore.sent_message(message_id)
+        if record is None or peer.device in record.resent_to or peer == self._own():
+            return
+        try:
+            async with self._send_lock:
+                e2e.drop_session(self.keystore, peer)
+                await self._open_missing_sessions([peer])
+                if not e2e.has_session(self.keystore, peer):
+                    return
+                payload = Payload(
+                    sender=self._own(),
+                    recipient=peer,
+                    conversation=Conversation.user(record.to),
+                    client_message_id=record.client_id,
+                    sent_at_ms=record.sent_at,
+                    text=record.text,
                 )
-                for device in listing.devices
-            }
-        return self._devices[username]
+                body = e2e.encrypt(self.keystore, payload)
+                repaired = SentRecord(
+                    record.to, record.client_id, record.sent_at, record.text, (*record.resent_to, peer.device)
+                )
+                self.keystore.remember_sent(message_id, repaired)
+                self.keystore.save()
+                resend = frames.Resend(
+                    id=secrets.token_hex(12),
+                    message=message_id,
+                    copies=[frames.Copy(device=peer.device, body=body)],
+                )
+                data = self._protocol.send(resend)
+                if self._ready.is_set():
+                    await self._write(data)
+        except (errors.LienError, CryptoError, ConnectionError) as failure:
+            logger.warning("could not repair message %s for a device: %s", message_id, type(failure).__name__)
 
     # --- receiving -----------------------------------------------------------
 
     async def _on_message(self, deliver: frames.Deliver) -> None:
-        if not self.keystore.remember_seen(deliver.message):
-            self._handled(deliver.seq)
+        if self.keystore.was_seen(deliver.message):
+            self._handled(deliver.seq)  # a redelivery of something already shown
             return
         outgoing = deliver.sender == self.username
+        sender = DeviceAddress(deliver.sender, deliver.sender_device)
         try:
-            keys = await self._device_keys(deliver.sender)
-            if deliver.sender_device not in keys:
-                keys = await self._device_keys(deliver.sender, refresh=True)
-            sender_key = keys.get(deliver.sender_device)
-            if sender_key is None:
+            identity = await self._directory.identity_of(deliver.sender, deliver.sender_device)
+            if identity is None:
                 raise e2e.UnknownSenderDevice()
-            opened = e2e.decrypt(
+            signed = e2e.decrypt(
                 self.keystore,
+                self._own(),
                 deliver.body,
-                sender_key=sender_key,
-                sender=deliver.sender,
-                sender_device=deliver.sender_device,
-                recipient=deliver.to,
-                recipient_device=self.device_id,
+                delivered_by=sender,
+                sender_identity=identity,
+                conversation=Conversation.user(deliver.to),
             )
-        except (CryptoError, e2e.UnknownSenderDevice) as failure:
-            code = getattr(failure, "code", "unknown-sender-device")
-            logger.warning("message %s could not be opened: %s", deliver.message, code)
+        except CryptoError as failure:
+            logger.warning("message %s could not be opened: %s", deliver.message, failure.code)
             self._events.put_nowait(
-                Undecryptable(deliver.message, deliver.sender, deliver.sender_device, str(code))
-            )
-            if not outgoing:
-                await self._send_or_queue(
-                    codec.encode(frames.Receipt(message=deliver.message, kind="delivered"))
+                Undecryptable(
+                    deliver.message, deliver.sender, deliver.sender_device, failure.code, repairing=True
                 )
+            )
+            await self._send_or_queue(
+                codec.encode(frames.Receipt(message=deliver.message, kind="decrypt-failed"))
+            )
             self._handled(deliver.seq)
             return
+        self.keystore.remember_seen(deliver.message)
+        payload = signed.payload
         message = Message(
             id=deliver.message,
             sender=deliver.sender,
             sender_device=deliver.sender_device,
             recipient=deliver.to,
-            text=opened.text,
-            sent_at=from_millis(opened.sent_at),
+            text=payload.text,
+            sent_at=from_millis(payload.sent_at_ms),
             accepted_at=from_millis(deliver.at),
-            client_id=opened.client_id,
-            signature=opened.signature,
+            client_id=payload.client_message_id,
+            signature=signed.signature,
+            payload=signed.encoded,
+            signer_key=signed.signer,
             outgoing=outgoing,
         )
         self._messages.put_nowait(message)
@@ -473,6 +565,9 @@ class Client:
         if self._ack_flush is not None:
             self._ack_flush.cancel()
             self._ack_flush = None
+        if not self._protocol.unacked:
+            return
+        self.keystore.save()  # sessions advanced by what is acked must survive a crash first
         data = self._protocol.ack()
         if data is not None:
             self._spawn(self._write(data))
@@ -521,7 +616,8 @@ class Client:
         """Flush acks, close the socket, save the keystore. Unaccepted sends are abandoned."""
         if self._closed:
             return
-        if self._ready.is_set():
+        if self._ready.is_set() and self._protocol.unacked:
+            self.keystore.save()
             data = self._protocol.ack()
             if data is not None:
                 await self._write(data)

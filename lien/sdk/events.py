@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from lien.crypto.errors import CryptoError
+from lien.crypto.payload import verify_payload
+
 
 def from_millis(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
@@ -12,7 +15,12 @@ def from_millis(ms: int) -> datetime:
 
 @dataclass(frozen=True)
 class Message:
-    """A decrypted message whose signature verified against the sender device's identity key."""
+    """A decrypted message whose signature verified against the sender device's identity key.
+
+    ``payload``, ``signature`` and ``signer_key`` are the proof of what was
+    received: :meth:`verify` (or ``lien.crypto.payload.verify_payload``)
+    checks them with nothing else, offline (docs/protocol-crypto.md §3.8.5).
+    """
 
     id: str
     """The server's message id (receipts and read marks refer to it)."""
@@ -27,7 +35,11 @@ class Message:
     """When the server accepted it."""
     client_id: str
     signature: bytes
-    """Ed25519 signature by the sender's identity key over the canonical payload (docs/protocol.md §3)."""
+    """Ed25519 signature by the sender device's identity key over ``payload`` (§3.8.2)."""
+    payload: bytes
+    """The canonical signed payload (§3.8.1): sender, recipient, conversation, ids, time and text."""
+    signer_key: bytes
+    """The sender device's Ed25519 identity key."""
 
     @property
     def peer(self) -> str:
@@ -36,6 +48,14 @@ class Message:
 
     outgoing: bool = False
     """True for a copy of a message one of your own other devices sent."""
+
+    def verify(self) -> bool:
+        """Whether the kept proof still verifies (signature and canonical encoding)."""
+        try:
+            verify_payload(self.payload, self.signature, self.signer_key)
+        except CryptoError:
+            return False
+        return True
 
 
 @dataclass(frozen=True)
@@ -64,12 +84,33 @@ class PresenceChange:
 
 @dataclass(frozen=True)
 class Undecryptable:
-    """A message arrived that could not be decrypted or verified; it is never shown as text."""
+    """A message arrived that could not be decrypted or verified; it is never shown as text.
+
+    When ``repairing`` is true the sender was told (a ``decrypt-failed``
+    receipt, without content): its device repairs the session and sends the
+    message again, which then arrives as an ordinary :class:`Message`.
+    """
 
     message_id: str
     sender: str
     sender_device: int
     reason: str
+    repairing: bool = False
 
 
-Event = Receipt | Typing | PresenceChange | Undecryptable
+@dataclass(frozen=True)
+class IdentityChanged:
+    """A correspondent's (or your own account's) devices differ from those accepted so far.
+
+    Compare safety numbers (``Client.safety_number``) out of band, then call
+    ``Client.accept_identity``. ``replaced`` lists device ids whose keys
+    changed, which the server must never do: sending stays refused until accepted.
+    """
+
+    user: str
+    added: list[int]
+    removed: list[int]
+    replaced: list[int]
+
+
+Event = Receipt | Typing | PresenceChange | Undecryptable | IdentityChanged

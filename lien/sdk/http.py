@@ -14,6 +14,7 @@ from lien.protocol.api import (
     DeviceRegistration,
     ErrorResponse,
     KeyBundles,
+    KeyClaim,
     LoginRequest,
     MessageReceipts,
     OneTimePrekey,
@@ -85,8 +86,10 @@ class ApiClient:
         assert devices is not None
         return devices
 
-    async def claim_keys(self, username: str) -> KeyBundles:
-        bundles = await self._call("POST", f"/v1/users/{username}/keys/claim", KeyBundles)
+    async def claim_keys(self, username: str, devices: list[int] | None = None) -> KeyBundles:
+        """Key bundles of the user's devices (only ``devices`` when given), one-time prekeys included."""
+        body = None if devices is None else KeyClaim(devices=devices)
+        bundles = await self._call("POST", f"/v1/users/{username}/keys/claim", KeyBundles, body)
         assert bundles is not None
         return bundles
 

@@ -15,6 +15,7 @@ from lien.protocol.api import (
     RegisterRequest,
     SessionGrant,
 )
+from server.handlers import keys
 from server.handlers.passwords import hash_password, verify_password
 from server.handlers.tokens import invite_hash, new_invite_code, new_token, token_hash
 from server.services import Caller, Services
@@ -83,6 +84,8 @@ async def login(services: Services, request: LoginRequest) -> SessionGrant:
                 connection, user_id=user.id, registration=request.device, now=now
             )
         expires_at = await _open_session(services, connection, user.id, device_id, token, now)
+    if request.device is not None:
+        await keys.announce_devices_changed(services, user.id, user.username)
     return SessionGrant(token=token, user=user.username, device=device_id, expires_at=expires_at)
 
 
@@ -156,17 +159,3 @@ async def create_invite(services: Services, *, note: str = "", ttl_ms: int = INV
             connection, code_hash=invite_hash(code), note=note, now=now, expires_at=now + ttl_ms
         )
     return code
-
-
-async def resolve_user(services: Services, connection: AsyncConnection, username: str) -> int:
-    """The id of a username (cached: usernames never change), or UnknownUser."""
-    cached = services.user_ids.get(username)
-    if cached is not None:
-        return cached
-    user = await accounts.user_by_username(connection, username)
-    if user is None:
-        raise errors.UnknownUser(f"No user {username!r}.")
-    if len(services.user_ids) > 100_000:
-        services.user_ids.clear()
-    services.user_ids[username] = user.id
-    return user.id

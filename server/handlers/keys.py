@@ -15,9 +15,9 @@ from lien.protocol.api import (
 )
 from lien.protocol.codec import encode
 from server.broker import BrokerUnavailable
-from server.handlers.accounts import resolve_user
+from server.handlers.users import resolve_user
 from server.services import Caller, Services
-from server.storage import devices
+from server.storage import devices, messages
 from server.ws import notices
 
 
@@ -38,15 +38,21 @@ async def device_list(services: Services, username: str) -> DeviceList:
     )
 
 
-async def claim_bundles(services: Services, caller: Caller, username: str) -> KeyBundles:
-    """One bundle per device of ``username``, each with a one-time prekey handed to this caller only."""
+async def claim_bundles(
+    services: Services, caller: Caller, username: str, only: list[int] | None = None
+) -> KeyBundles:
+    """One bundle per device of ``username`` (or those in ``only``); each one-time prekey goes to one claimer.
+
+    Devices named in ``only`` that the user does not have are left out: the
+    caller learns from the answer which devices exist.
+    """
     low: list[tuple[int, int]] = []
     async with services.database.write() as connection:
         user_id = await resolve_user(services, connection, username)
         rows = await devices.devices_of(connection, [user_id])
         bundles = []
         for row in rows:
-            if row.id == caller.device_id:
+            if row.id == caller.device_id or (only is not None and row.id not in only):
                 continue
             prekey = await devices.claim_one_time_prekey(connection, row.id)
             remaining = await devices.count_prekeys(connection, row.id)
@@ -100,3 +106,19 @@ async def rotate_signed_prekey(services: Services, caller: Caller, prekey: Signe
         if not verify_signed_prekey(device.identity_signing_key, prekey.id, prekey.key, prekey.signature):
             raise errors.InvalidPrekeySignature()
         await devices.set_signed_prekey(connection, caller.device_id, prekey)
+
+
+async def announce_devices_changed(services: Services, user_id: int, username: str) -> None:
+    """Tell the user's contacts and other devices that its device list changed (ephemeral, best effort).
+
+    Offline devices learn it anyway: a send with a stale device list is
+    refused with ``devices-mismatch``, and a message from an unknown device
+    makes the receiver refresh the list.
+    """
+    async with services.database.read() as connection:
+        audience = [user_id, *await messages.contacts_of(connection, user_id)]
+    notice = notices.ephemeral(encode(frames.DevicesChanged(user=username)))
+    try:
+        await services.broker.publish_many([(notices.user_channel(member), notice) for member in audience])
+    except BrokerUnavailable:
+        services.metrics.broker_failures.inc()

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from lien.protocol import errors, frames, limits
 from lien.protocol.codec import encode
 from server.broker import BrokerUnavailable
-from server.handlers.accounts import resolve_user
+from server.handlers.users import resolve_user
 from server.services import Caller, Services
 from server.storage import accounts, devices, messages
 from server.storage.committer import InboxWrites
@@ -43,7 +43,7 @@ def new_message_id(now: int) -> str:
     return f"{now:012x}{secrets.token_hex(8)}"
 
 
-def check_envelope(send: frames.Send) -> None:
+def check_envelope(send: frames.Send | frames.Resend) -> None:
     """What can be refused before touching storage."""
     device_ids = [copy.device for copy in send.copies]
     if len(set(device_ids)) != len(device_ids):
@@ -53,7 +53,7 @@ def check_envelope(send: frames.Send) -> None:
 
 
 async def accept_envelopes(
-    services: Services, caller: Caller, sends: list[frames.Send]
+    services: Services, caller: Caller, sends: list[frames.Send | frames.Resend]
 ) -> list[frames.Accepted | errors.LienError]:
     """Store envelopes from one device, in the order given, in one transaction.
 
@@ -62,7 +62,7 @@ async def accept_envelopes(
     error that refused that envelope (the others are unaffected).
     """
     answers: list[frames.Accepted | errors.LienError | None] = []
-    checked: list[frames.Send] = []
+    checked: list[frames.Send | frames.Resend] = []
     for send in sends:
         try:
             check_envelope(send)
@@ -76,7 +76,10 @@ async def accept_envelopes(
         outcomes: list[Stored | errors.LienError] = []
         for send in checked:
             try:
-                outcomes.append(await _store_envelope(services, connection, writes, caller, send))
+                if isinstance(send, frames.Resend):
+                    outcomes.append(await _store_resend(services, connection, writes, caller, send))
+                else:
+                    outcomes.append(await _store_envelope(services, connection, writes, caller, send))
             except errors.LienError as refusal:
                 outcomes.append(refusal)
         return outcomes
@@ -140,23 +143,7 @@ async def _store_envelope(
             created_at=now,
         ),
     )
-
-    def deliver_frame(body: bytes) -> Callable[[int], bytes]:
-        def build(seq: int) -> bytes:
-            return encode(
-                frames.Deliver(
-                    seq=seq,
-                    message=message_id,
-                    sender=caller.username,
-                    sender_device=caller.device_id,
-                    to=send.to,
-                    body=body,
-                    at=now,
-                )
-            )
-
-        return build
-
+    deliver_frame = _deliver_builder(message_id, caller, send.to, now)
     entries = [
         writes.add(copy.device, INBOX_MESSAGE, message_id, now, deliver_frame(copy.body))
         for copy in send.copies
@@ -167,6 +154,55 @@ async def _store_envelope(
         if fresh:
             await messages.add_contacts(connection, fresh, now)
     return Stored(message_id, now, duplicate=False, recipient_id=recipient_id, entries=entries)
+
+
+async def _store_resend(
+    services: Services,
+    connection: AsyncConnection,
+    writes: InboxWrites,
+    caller: Caller,
+    resend: frames.Resend,
+) -> Stored:
+    """Queue new copies of a message this user sent, for devices of its conversation (§6.6)."""
+    message = await messages.get_message(connection, resend.message)
+    if message is None or message.sender_user_id != caller.user_id:
+        raise errors.UnknownMessage()
+    addressed = await devices.device_ids_of(connection, list({message.recipient_user_id, caller.user_id}))
+    extra = sorted({copy.device for copy in resend.copies} - (set(addressed) - {caller.device_id}))
+    if extra:
+        raise errors.DevicesMismatch(details={"missing": [], "extra": extra})
+    usernames = await accounts.usernames_by_id(connection, [message.recipient_user_id])
+    now = services.clock()
+    build = _deliver_builder(message.id, caller, usernames[message.recipient_user_id], message.created_at)
+    entries = [
+        writes.add(copy.device, INBOX_MESSAGE, message.id, now, build(copy.body)) for copy in resend.copies
+    ]
+    services.metrics.messages_resent.inc(len(entries))
+    return Stored(message.id, now, duplicate=False, recipient_id=message.recipient_user_id, entries=entries)
+
+
+def _deliver_builder(
+    message_id: str, caller: Caller, to: str, accepted_at: int
+) -> Callable[[bytes], Callable[[int], bytes]]:
+    """For one message: body -> (seq -> the stored ``message`` frame)."""
+
+    def for_body(body: bytes) -> Callable[[int], bytes]:
+        def build(seq: int) -> bytes:
+            return encode(
+                frames.Deliver(
+                    seq=seq,
+                    message=message_id,
+                    sender=caller.username,
+                    sender_device=caller.device_id,
+                    to=to,
+                    body=body,
+                    at=accepted_at,
+                )
+            )
+
+        return build
+
+    return for_body
 
 
 async def announce(services: Services, entries: list[messages.QueuedEntry]) -> None:
@@ -235,7 +271,10 @@ async def _store_receipt(
     message = await messages.get_message(connection, receipt.message)
     if message is None:
         raise errors.UnknownMessage()
-    if message.recipient_user_id != caller.user_id or message.sender_user_id == caller.user_id:
+    is_recipient = message.recipient_user_id == caller.user_id and message.sender_user_id != caller.user_id
+    # A sender's other device may also fail to open its copy, and ask the sending device to repair.
+    is_own_copy = message.sender_user_id == caller.user_id and message.sender_device_id != caller.device_id
+    if not (is_recipient or (receipt.kind == "decrypt-failed" and is_own_copy)):
         raise errors.NotARecipient()
     audience = [message.sender_user_id] + ([caller.user_id] if receipt.kind == "read" else [])
     targets = sorted(d for d in await devices.device_ids_of(connection, audience) if d != caller.device_id)

@@ -7,6 +7,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from lien.protocol.api import (
+    KeyClaim,
     LoginRequest,
     MessageReceipts,
     PrekeyUpload,
@@ -16,7 +17,7 @@ from lien.protocol.api import (
     SignedPrekey,
 )
 from server.handlers import accounts, keys, messaging
-from server.http.common import authenticated, json_response, parse_body, services_of
+from server.http.common import authenticated, json_response, parse_body, parse_optional_body, services_of
 from server.storage import accounts as account_store
 
 
@@ -57,9 +58,10 @@ async def user_devices(request: Request) -> Response:
 
 async def claim_keys(request: Request) -> Response:
     caller = await authenticated(request)
-    return json_response(
-        await keys.claim_bundles(services_of(request), caller, request.path_params["username"])
-    )
+    claim = await parse_optional_body(request, KeyClaim)
+    only = None if claim is None else claim.devices
+    username = request.path_params["username"]
+    return json_response(await keys.claim_bundles(services_of(request), caller, username, only))
 
 
 async def prekeys(request: Request) -> Response:

@@ -32,6 +32,16 @@ def json_response(body: Any, status_code: int = 200) -> Response:
 
 async def parse_body(request: Request, body_type: type[T]) -> T:
     """Decode and validate a JSON body of at most MAX_HTTP_BODY_BYTES."""
+    return _decode(await _read_bounded(request), body_type)
+
+
+async def parse_optional_body(request: Request, body_type: type[T]) -> T | None:
+    """Like :func:`parse_body`, but an empty body gives None."""
+    raw = await _read_bounded(request)
+    return None if not raw.strip() else _decode(raw, body_type)
+
+
+async def _read_bounded(request: Request) -> bytes:
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
@@ -39,8 +49,12 @@ async def parse_body(request: Request, body_type: type[T]) -> T:
         if size > limits.MAX_HTTP_BODY_BYTES:
             raise errors.BodyTooLarge(f"Request bodies are limited to {limits.MAX_HTTP_BODY_BYTES} bytes.")
         chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _decode(raw: bytes, body_type: type[T]) -> T:
     try:
-        return msgspec.json.decode(b"".join(chunks), type=body_type)
+        return msgspec.json.decode(raw, type=body_type)
     except msgspec.ValidationError as exc:
         raise errors.InvalidRequest(f"Invalid request: {exc}.") from None
     except msgspec.DecodeError:

@@ -259,3 +259,8 @@ async def contacts_among(connection: AsyncConnection, user_id: int, others: list
         select(contacts.c.contact_id).where(contacts.c.user_id == user_id, contacts.c.contact_id.in_(others))
     )
     return {row.contact_id for row in rows}
+
+
+async def contacts_of(connection: AsyncConnection, user_id: int) -> list[int]:
+    rows = await connection.execute(select(contacts.c.contact_id).where(contacts.c.user_id == user_id))
+    return [row.contact_id for row in rows]
