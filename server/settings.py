@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from lien.protocol import limits
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -28,8 +30,14 @@ class Settings:
     session_ttl_seconds: int = 30 * 24 * 3600
     log_level: str = "info"
     migrate_on_start: bool = True
+    max_group_members: int = limits.MAX_GROUP_MEMBERS
+    """Members per group, the creator included (at most ``limits.MAX_GROUP_MEMBERS_CEILING``)."""
     node_name: str = ""
     """Shown in /healthz and logs; defaults to host:port."""
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.max_group_members <= limits.MAX_GROUP_MEMBERS_CEILING:
+            raise ValueError(f"max_group_members must be from 2 to {limits.MAX_GROUP_MEMBERS_CEILING}")
 
     @property
     def effective_database_url(self) -> str:
@@ -79,6 +87,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("session_ttl_seconds", "--session-ttl", "lifetime of a session token, in seconds"),
     Option("log_level", "--log-level", "debug, info, warning or error"),
     Option("migrate_on_start", "--migrate-on-start", "apply database migrations when serving"),
+    Option("max_group_members", "--max-group-members", "members per care-team group, the creator included"),
     Option("node_name", "--node-name", "name of this node in logs and /healthz"),
 )
 

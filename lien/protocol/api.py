@@ -6,12 +6,12 @@ encoded from the same structs. Keys travel as standard base64.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
 from lien.protocol import limits
-from lien.protocol.frames import DeviceId, Millis, Username
+from lien.protocol.frames import DeviceId, GroupId, Millis, Username
 
 PublicKey = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
 Signature = Annotated[bytes, msgspec.Meta(min_length=64, max_length=64)]
@@ -163,6 +163,49 @@ class ReceiptRecord(Body, frozen=True):
 class MessageReceipts(Body, frozen=True):
     message: str
     receipts: list[ReceiptRecord]
+
+
+GroupName = Annotated[str, msgspec.Meta(min_length=1, max_length=limits.MAX_GROUP_NAME_CHARS)]
+Role = Literal["owner", "admin", "member"]
+
+
+class GroupCreate(Body, frozen=True):
+    name: GroupName
+    members: Annotated[list[Username], msgspec.Meta(max_length=limits.MAX_GROUP_MEMBERS_CEILING)] = []
+    """Everyone but the creator, who becomes the owner."""
+
+
+class GroupMember(Body, frozen=True):
+    user: str
+    role: Role
+    joined_at: Millis
+
+
+class GroupInfo(Body, frozen=True):
+    id: GroupId
+    name: str
+    epoch: int
+    """The membership epoch: a group message names it (``group_send.epoch``)."""
+    created_at: Millis
+    members: list[GroupMember]
+
+
+class GroupList(Body, frozen=True):
+    groups: list[GroupInfo]
+
+
+class MemberAdd(Body, frozen=True):
+    user: Username
+    role: Literal["admin", "member"] = "member"
+
+
+class RoleChange(Body, frozen=True):
+    role: Role
+    """``owner`` hands the ownership over (the previous owner becomes an admin)."""
+
+
+class GroupRename(Body, frozen=True):
+    name: GroupName
 
 
 class ErrorBody(Body, frozen=True):

@@ -241,6 +241,55 @@ class TooManyWatched(LienError):
     public_message = "Too many users watched for presence."
 
 
+# --- groups --------------------------------------------------------------
+
+
+class UnknownGroup(LienError):
+    code = "unknown-group"
+    http_status = 404
+    public_message = "No such group."
+
+
+class NotAMember(LienError):
+    code = "not-a-member"
+    http_status = 403
+    public_message = "Only members of this group may do that."
+
+
+class RoleRequired(LienError):
+    """The caller is a member, but its role does not allow this change (``details.required``)."""
+
+    code = "role-required"
+    http_status = 403
+    public_message = "Your role in this group does not allow this change."
+
+
+class UnknownMember(LienError):
+    code = "unknown-member"
+    http_status = 404
+    public_message = "This user is not a member of the group."
+
+
+class AlreadyMember(LienError):
+    code = "already-member"
+    http_status = 409
+    public_message = "This user is already a member of the group."
+
+
+class GroupFull(LienError):
+    code = "group-full"
+    http_status = 409
+    public_message = "The group has reached its number of members."
+
+
+class StaleMembership(LienError):
+    """The send names an older membership epoch than the group's (``details.epoch``): refresh and resend."""
+
+    code = "stale-membership"
+    http_status = 409
+    public_message = "The group's membership changed; refresh it and send again."
+
+
 # --- flow control and service --------------------------------------------
 
 

@@ -34,6 +34,8 @@ Username = Annotated[
         pattern=r"^[a-z0-9][a-z0-9._-]*$",
     ),
 ]
+GroupId = Annotated[str, msgspec.Meta(min_length=2, max_length=32, pattern=r"^G[A-Z2-7]+$")]
+"""``G`` and base32: never a username (usernames are lowercase)."""
 DeviceId = Annotated[int, msgspec.Meta(ge=1, le=2**62)]
 InboxSeq = Annotated[int, msgspec.Meta(ge=0, le=2**62)]
 ServerMessageId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
@@ -86,6 +88,21 @@ class Resend(Frame, frozen=True, tag="resend"):
     copies: Annotated[list[Copy], msgspec.Meta(min_length=1, max_length=limits.MAX_COPIES_PER_ENVELOPE)]
 
 
+class GroupSend(Frame, frozen=True, tag="group_send"):
+    """One message to a group: a single ciphertext for every member device (docs/protocol.md §6.7).
+
+    ``epoch`` is the group's membership epoch the sender encrypted for; an
+    older one is refused with ``stale-membership``. ``keys`` carries this
+    sender's key distribution, pairwise encrypted, for the devices that need it.
+    """
+
+    id: ClientMessageId
+    group: GroupId
+    epoch: Annotated[int, msgspec.Meta(ge=1, le=2**62)]
+    body: Ciphertext
+    keys: Annotated[list[Copy], msgspec.Meta(max_length=limits.MAX_GROUP_KEY_COPIES)] = []
+
+
 class Ack(Frame, frozen=True, tag="ack"):
     """Everything in this device's inbox up to and including ``up_to`` was received."""
 
@@ -118,7 +135,7 @@ class Ping(Frame, frozen=True, tag="ping"):
     id: Annotated[int, msgspec.Meta(ge=0, le=2**53)]
 
 
-ClientFrame = Auth | Send | Resend | Ack | Receipt | Typing | Watch | Ping
+ClientFrame = Auth | Send | GroupSend | Resend | Ack | Receipt | Typing | Watch | Ping
 
 
 # --- server to client ------------------------------------------------------
@@ -144,15 +161,23 @@ class Accepted(Frame, frozen=True, tag="accepted"):
     duplicate: bool = False
 
 
-class Deliver(Frame, frozen=True, tag="message"):
-    """A message from the device's inbox; ack ``seq`` once it is safely handled."""
+class Deliver(Frame, frozen=True, tag="message", kw_only=True):
+    """A message from the device's inbox; ack ``seq`` once it is safely handled.
+
+    One to one: ``to`` is the recipient's username. In a group: ``group`` is
+    the group id, ``body`` the single group ciphertext (or, after a repair, a
+    pairwise body for this device) and ``key`` this device's copy of the
+    sender's key distribution when it needs one.
+    """
 
     seq: int
     message: str
     sender: str
     sender_device: int
-    to: str
+    to: str | None = None
+    group: str | None = None
     body: bytes
+    key: bytes | None = None
     at: Millis
 
 
@@ -164,6 +189,28 @@ class Status(Frame, frozen=True, tag="status"):
     kind: ReceiptKind
     by: str
     by_device: int
+    at: Millis
+
+
+GroupEventKind = Literal[
+    "created", "member-added", "member-removed", "member-left", "renamed", "role-changed", "devices-changed"
+]
+
+
+class GroupEvent(Frame, frozen=True, tag="group_event", kw_only=True):
+    """A change of a group, from the inbox in epoch order; ack ``seq`` too (docs/protocol.md §6.8)."""
+
+    seq: int
+    group: str
+    epoch: int
+    event: GroupEventKind
+    actor: str
+    subject: str | None = None
+    """The member added, removed, who left, whose role or devices changed."""
+    name: str | None = None
+    """The group's name, for ``created`` and ``renamed``."""
+    role: str | None = None
+    """The subject's role, for ``member-added`` and ``role-changed``."""
     at: Millis
 
 
@@ -205,7 +252,17 @@ class Error(Frame, frozen=True, tag="error"):
 
 
 ServerFrame = (
-    Ready | Accepted | Deliver | Status | TypingEvent | Presence | DevicesChanged | PrekeysLow | Pong | Error
+    Ready
+    | Accepted
+    | Deliver
+    | Status
+    | GroupEvent
+    | TypingEvent
+    | Presence
+    | DevicesChanged
+    | PrekeysLow
+    | Pong
+    | Error
 )
-InboxFrame = Deliver | Status
+InboxFrame = Deliver | Status | GroupEvent
 """Frames that come out of a device's inbox and carry a ``seq`` to ack."""

@@ -34,6 +34,16 @@ MAX_SENDS_IN_FLIGHT: Final = 64
 MAX_RECEIPTS_QUEUED: Final = 1024
 """`receipt` frames one connection may have waiting to be recorded; more get `too-many-in-flight`."""
 
+# --- groups ------------------------------------------------------------
+MAX_GROUP_MEMBERS: Final = 50
+"""Default members per group, the creator included (server setting ``--max-group-members``)."""
+MAX_GROUP_MEMBERS_CEILING: Final = 500
+"""No setting may raise the member limit above this."""
+MAX_GROUP_NAME_CHARS: Final = 128
+MAX_GROUP_KEY_COPIES: Final = 1024
+"""Sender-key distribution copies attached to one group message (members' devices)."""
+MAX_GROUPS_PER_USER: Final = 1000
+
 # --- delivery ----------------------------------------------------------
 DELIVERY_WINDOW: Final = 256
 """Inbox entries pushed to a device and not yet acked."""

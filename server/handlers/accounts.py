@@ -15,7 +15,7 @@ from lien.protocol.api import (
     RegisterRequest,
     SessionGrant,
 )
-from server.handlers import keys
+from server.handlers import groups, keys
 from server.handlers.passwords import hash_password, verify_password
 from server.handlers.tokens import invite_hash, new_invite_code, new_token, token_hash
 from server.services import Caller, Services
@@ -86,6 +86,8 @@ async def login(services: Services, request: LoginRequest) -> SessionGrant:
         expires_at = await _open_session(services, connection, user.id, device_id, token, now)
     if request.device is not None:
         await keys.announce_devices_changed(services, user.id, user.username)
+        caller = Caller(user_id=user.id, username=user.username, device_id=device_id, session_id=0)
+        await groups.devices_changed(services, caller)
     return SessionGrant(token=token, user=user.username, device=device_id, expires_at=expires_at)
 
 

@@ -20,8 +20,9 @@ from server.broker import BrokerUnavailable
 from server.handlers.users import resolve_user
 from server.services import Caller, Services
 from server.storage import accounts, devices, messages
+from server.storage import groups as group_store
 from server.storage.committer import InboxWrites
-from server.storage.schema import INBOX_MESSAGE, INBOX_STATUS
+from server.storage.schema import INBOX_GROUP_MESSAGE, INBOX_MESSAGE, INBOX_STATUS
 from server.ws import notices
 
 logger = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ class Stored:
     duplicate: bool
     recipient_id: int
     entries: list[messages.QueuedEntry]
+    resent: bool = False
 
 
 def new_message_id(now: int) -> str:
@@ -43,8 +45,14 @@ def new_message_id(now: int) -> str:
     return f"{now:012x}{secrets.token_hex(8)}"
 
 
-def check_envelope(send: frames.Send | frames.Resend) -> None:
+Envelope = frames.Send | frames.GroupSend | frames.Resend
+"""What a device's send queue holds: stored in arrival order (see server/ws/connection.py)."""
+
+
+def check_envelope(send: Envelope) -> None:
     """What can be refused before touching storage."""
+    if isinstance(send, frames.GroupSend):
+        return
     device_ids = [copy.device for copy in send.copies]
     if len(set(device_ids)) != len(device_ids):
         raise errors.MalformedFrame("Each device may appear only once in `copies`.")
@@ -53,7 +61,7 @@ def check_envelope(send: frames.Send | frames.Resend) -> None:
 
 
 async def accept_envelopes(
-    services: Services, caller: Caller, sends: list[frames.Send | frames.Resend]
+    services: Services, caller: Caller, sends: list[Envelope]
 ) -> list[frames.Accepted | errors.LienError]:
     """Store envelopes from one device, in the order given, in one transaction.
 
@@ -62,7 +70,7 @@ async def accept_envelopes(
     error that refused that envelope (the others are unaffected).
     """
     answers: list[frames.Accepted | errors.LienError | None] = []
-    checked: list[frames.Send | frames.Resend] = []
+    checked: list[Envelope] = []
     for send in sends:
         try:
             check_envelope(send)
@@ -78,6 +86,8 @@ async def accept_envelopes(
             try:
                 if isinstance(send, frames.Resend):
                     outcomes.append(await _store_resend(services, connection, writes, caller, send))
+                elif isinstance(send, frames.GroupSend):
+                    outcomes.append(await _store_group_send(services, connection, writes, caller, send))
                 else:
                     outcomes.append(await _store_envelope(services, connection, writes, caller, send))
             except errors.LienError as refusal:
@@ -97,6 +107,9 @@ async def accept_envelopes(
             continue
         if outcome.duplicate:
             services.metrics.messages_duplicate.inc()
+        elif outcome.resent:
+            services.metrics.messages_resent.inc(len(outcome.entries))
+            announced.extend(outcome.entries)
         else:
             services.metrics.messages_accepted.inc()
             if outcome.recipient_id != caller.user_id:
@@ -143,7 +156,7 @@ async def _store_envelope(
             created_at=now,
         ),
     )
-    deliver_frame = _deliver_builder(message_id, caller, send.to, now)
+    deliver_frame = _deliver_builder(message_id, caller, now, to=send.to)
     entries = [
         writes.add(copy.device, INBOX_MESSAGE, message_id, now, deliver_frame(copy.body))
         for copy in send.copies
@@ -167,22 +180,99 @@ async def _store_resend(
     message = await messages.get_message(connection, resend.message)
     if message is None or message.sender_user_id != caller.user_id:
         raise errors.UnknownMessage()
-    addressed = await devices.device_ids_of(connection, list({message.recipient_user_id, caller.user_id}))
+    if message.group_id is not None:
+        member_ids = [member.user_id for member in await group_store.members(connection, message.group_id)]
+        addressed = await devices.device_ids_of(connection, member_ids)
+    else:
+        assert message.recipient_user_id is not None
+        addressed = await devices.device_ids_of(connection, list({message.recipient_user_id, caller.user_id}))
     extra = sorted({copy.device for copy in resend.copies} - (set(addressed) - {caller.device_id}))
     if extra:
         raise errors.DevicesMismatch(details={"missing": [], "extra": extra})
-    usernames = await accounts.usernames_by_id(connection, [message.recipient_user_id])
     now = services.clock()
-    build = _deliver_builder(message.id, caller, usernames[message.recipient_user_id], message.created_at)
+    if message.group_id is not None:
+        build = _deliver_builder(message.id, caller, message.created_at, group=message.group_id)
+    else:
+        assert message.recipient_user_id is not None
+        usernames = await accounts.usernames_by_id(connection, [message.recipient_user_id])
+        build = _deliver_builder(
+            message.id, caller, message.created_at, to=usernames[message.recipient_user_id]
+        )
     entries = [
         writes.add(copy.device, INBOX_MESSAGE, message.id, now, build(copy.body)) for copy in resend.copies
     ]
-    services.metrics.messages_resent.inc(len(entries))
-    return Stored(message.id, now, duplicate=False, recipient_id=message.recipient_user_id, entries=entries)
+    return Stored(message.id, now, duplicate=False, recipient_id=caller.user_id, entries=entries, resent=True)
+
+
+async def _store_group_send(
+    services: Services,
+    connection: AsyncConnection,
+    writes: InboxWrites,
+    caller: Caller,
+    send: frames.GroupSend,
+) -> Stored:
+    """Store a group message once and queue an entry for every member device but the sender's (§6.7).
+
+    The group row is held (``FOR SHARE``) until commit, so a membership change
+    cannot slip between the epoch check and the entries: a member removed
+    before this commits never gets the message, one removed after was a member
+    when it was sent.
+    """
+    group = await group_store.get_group(connection, send.group, lock=True)
+    if group is None:
+        raise errors.UnknownGroup()
+    if await group_store.member_role(connection, send.group, caller.user_id) is None:
+        raise errors.NotAMember()
+    existing = await messages.message_by_client_id(connection, caller.device_id, send.id)
+    if existing is not None:
+        if existing.group_id != send.group:
+            raise errors.IdempotencyConflict()
+        return Stored(
+            existing.id, existing.created_at, duplicate=True, recipient_id=caller.user_id, entries=[]
+        )
+    if send.epoch != group.epoch:
+        raise errors.StaleMembership(details={"epoch": group.epoch})
+    member_ids = [member.user_id for member in await group_store.members(connection, send.group)]
+    targets = sorted(set(await devices.device_ids_of(connection, member_ids)) - {caller.device_id})
+    keys = {copy.device: copy.body for copy in send.keys}
+    if len(keys) != len(send.keys):
+        raise errors.MalformedFrame("Each device may appear only once in `keys`.")
+    extra = sorted(set(keys) - set(targets))
+    if extra:
+        raise errors.DevicesMismatch(details={"missing": [], "extra": extra})
+    now = services.clock()
+    message_id = new_message_id(now)
+    await messages.insert_message(
+        connection,
+        messages.StoredMessage(
+            id=message_id,
+            sender_user_id=caller.user_id,
+            sender_device_id=caller.device_id,
+            recipient_user_id=None,
+            client_id=send.id,
+            created_at=now,
+            group_id=send.group,
+            body=send.body,
+        ),
+    )
+    build = _group_deliver_builder(message_id, caller, send.group, send.body, now)
+    entries = [
+        writes.add(
+            device_id,
+            INBOX_GROUP_MESSAGE,
+            message_id,
+            now,
+            build(keys.get(device_id)),
+            key=keys.get(device_id),
+            store_frame=False,
+        )
+        for device_id in targets
+    ]
+    return Stored(message_id, now, duplicate=False, recipient_id=caller.user_id, entries=entries)
 
 
 def _deliver_builder(
-    message_id: str, caller: Caller, to: str, accepted_at: int
+    message_id: str, caller: Caller, accepted_at: int, *, to: str | None = None, group: str | None = None
 ) -> Callable[[bytes], Callable[[int], bytes]]:
     """For one message: body -> (seq -> the stored ``message`` frame)."""
 
@@ -195,6 +285,7 @@ def _deliver_builder(
                     sender=caller.username,
                     sender_device=caller.device_id,
                     to=to,
+                    group=group,
                     body=body,
                     at=accepted_at,
                 )
@@ -203,6 +294,47 @@ def _deliver_builder(
         return build
 
     return for_body
+
+
+def _group_deliver_builder(
+    message_id: str, caller: Caller, group_id: str, body: bytes, accepted_at: int
+) -> Callable[[bytes | None], Callable[[int], bytes]]:
+    """For one group message: this device's key copy -> (seq -> the pushed frame)."""
+
+    def for_key(key: bytes | None) -> Callable[[int], bytes]:
+        def build(seq: int) -> bytes:
+            return encode(
+                frames.Deliver(
+                    seq=seq,
+                    message=message_id,
+                    sender=caller.username,
+                    sender_device=caller.device_id,
+                    group=group_id,
+                    body=body,
+                    key=key,
+                    at=accepted_at,
+                )
+            )
+
+        return build
+
+    return for_key
+
+
+def group_message_frame(seq: int, row: messages.GroupMessageRow) -> bytes:
+    """Rebuild a group message's frame for one device from its stored parts (the pump's backlog path)."""
+    return encode(
+        frames.Deliver(
+            seq=seq,
+            message=row.message_id,
+            sender=row.sender,
+            sender_device=row.sender_device_id,
+            group=row.group_id,
+            body=row.body,
+            key=row.key,
+            at=row.accepted_at,
+        )
+    )
 
 
 async def announce(services: Services, entries: list[messages.QueuedEntry]) -> None:
@@ -271,7 +403,13 @@ async def _store_receipt(
     message = await messages.get_message(connection, receipt.message)
     if message is None:
         raise errors.UnknownMessage()
-    is_recipient = message.recipient_user_id == caller.user_id and message.sender_user_id != caller.user_id
+    if message.group_id is not None:
+        member = await group_store.member_role(connection, message.group_id, caller.user_id) is not None
+        is_recipient = member and message.sender_user_id != caller.user_id
+    else:
+        is_recipient = (
+            message.recipient_user_id == caller.user_id and message.sender_user_id != caller.user_id
+        )
     # A sender's other device may also fail to open its copy, and ask the sending device to repair.
     is_own_copy = message.sender_user_id == caller.user_id and message.sender_device_id != caller.device_id
     if not (is_recipient or (receipt.kind == "decrypt-failed" and is_own_copy)):

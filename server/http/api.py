@@ -7,16 +7,20 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from lien.protocol.api import (
+    GroupCreate,
+    GroupRename,
     KeyClaim,
     LoginRequest,
+    MemberAdd,
     MessageReceipts,
     PrekeyUpload,
     ProfileUpdate,
     ReceiptRecord,
     RegisterRequest,
+    RoleChange,
     SignedPrekey,
 )
-from server.handlers import accounts, keys, messaging
+from server.handlers import accounts, groups, keys, messaging
 from server.http.common import authenticated, json_response, parse_body, parse_optional_body, services_of
 from server.storage import accounts as account_store
 
@@ -97,6 +101,49 @@ async def receipts(request: Request) -> Response:
     )
 
 
+async def groups_collection(request: Request) -> Response:
+    caller = await authenticated(request)
+    services = services_of(request)
+    if request.method == "POST":
+        body = await parse_body(request, GroupCreate)
+        return json_response(await groups.create(services, caller, body), status_code=201)
+    return json_response(await groups.my_groups(services, caller))
+
+
+async def group(request: Request) -> Response:
+    caller = await authenticated(request)
+    services = services_of(request)
+    group_id = request.path_params["group"]
+    if request.method == "PATCH":
+        body = await parse_body(request, GroupRename)
+        return json_response(await groups.rename(services, caller, group_id, body.name))
+    return json_response(await groups.info(services, caller, group_id))
+
+
+async def group_members(request: Request) -> Response:
+    caller = await authenticated(request)
+    body = await parse_body(request, MemberAdd)
+    return json_response(
+        await groups.add_member(services_of(request), caller, request.path_params["group"], body)
+    )
+
+
+async def group_member(request: Request) -> Response:
+    caller = await authenticated(request)
+    services = services_of(request)
+    group_id, username = request.path_params["group"], request.path_params["username"]
+    if request.method == "PUT":
+        body = await parse_body(request, RoleChange)
+        return json_response(await groups.change_role(services, caller, group_id, username, body))
+    return json_response(await groups.remove_member(services, caller, group_id, username))
+
+
+async def group_leave(request: Request) -> Response:
+    caller = await authenticated(request)
+    await groups.leave(services_of(request), caller, request.path_params["group"])
+    return Response(status_code=204)
+
+
 routes = [
     Route("/v1/register", register, methods=["POST"]),
     Route("/v1/login", login, methods=["POST"]),
@@ -108,4 +155,9 @@ routes = [
     Route("/v1/devices/self/prekeys", prekeys, methods=["GET", "POST"]),
     Route("/v1/devices/self/signed-prekey", signed_prekey, methods=["PUT"]),
     Route("/v1/messages/{message_id}/receipts", receipts, methods=["GET"]),
+    Route("/v1/groups", groups_collection, methods=["GET", "POST"]),
+    Route("/v1/groups/{group}", group, methods=["GET", "PATCH"]),
+    Route("/v1/groups/{group}/members", group_members, methods=["POST"]),
+    Route("/v1/groups/{group}/members/{username}", group_member, methods=["PUT", "DELETE"]),
+    Route("/v1/groups/{group}/leave", group_leave, methods=["POST"]),
 ]

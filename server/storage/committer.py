@@ -52,7 +52,15 @@ class InboxWrites:
         self.acks: dict[int, int] = {}
 
     def add(
-        self, device_id: int, kind: int, message_id: str, created_at: int, build_frame: Callable[[int], bytes]
+        self,
+        device_id: int,
+        kind: int,
+        message_id: str,
+        created_at: int,
+        build_frame: Callable[[int], bytes],
+        *,
+        key: bytes | None = None,
+        store_frame: bool = True,
     ) -> messages.QueuedEntry:
         """Queue an entry; its ``seq`` and ``frame`` are set when the transaction writes it."""
         entry = messages.QueuedEntry(
@@ -61,6 +69,8 @@ class InboxWrites:
             message_id=message_id,
             created_at=created_at,
             build_frame=build_frame,
+            key=key,
+            store_frame=store_frame,
         )
         self.entries.append(entry)
         return entry

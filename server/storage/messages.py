@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.expression import Insert
 
-from server.storage.schema import contacts, devices, inbox, messages, receipts
+from server.storage.schema import contacts, devices, inbox, messages, receipts, users
 
 
 @dataclass(frozen=True)
@@ -25,9 +25,12 @@ class StoredMessage:
     id: str
     sender_user_id: int
     sender_device_id: int
-    recipient_user_id: int
+    recipient_user_id: int | None
     client_id: str
     created_at: int
+    group_id: str | None = None
+    body: bytes | None = None
+    """A group message's one ciphertext; one to one messages keep their copies in the inbox."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,8 @@ def _message_from(row: Any) -> StoredMessage:
         recipient_user_id=row.recipient_user_id,
         client_id=row.client_id,
         created_at=row.created_at,
+        group_id=row.group_id,
+        body=None if row.body is None else bytes(row.body),
     )
 
 
@@ -92,6 +97,8 @@ async def insert_message(connection: AsyncConnection, message: StoredMessage) ->
             recipient_user_id=message.recipient_user_id,
             client_id=message.client_id,
             created_at=message.created_at,
+            group_id=message.group_id,
+            body=message.body,
         )
     )
 
@@ -106,6 +113,10 @@ class QueuedEntry:
     created_at: int
     build_frame: Callable[[int], bytes]
     """Builds the stored frame once the entry's seq is known (the frame carries it)."""
+    key: bytes | None = None
+    """For a group message: this device's sender key distribution copy, stored with the entry."""
+    store_frame: bool = True
+    """False for group messages: the frame is rebuilt from ``messages.body`` when read back."""
     seq: int = 0
     frame: bytes = b""
 
@@ -171,7 +182,8 @@ async def _append_to_inboxes(connection: AsyncConnection, entries: Sequence[Queu
                 "seq": seq,
                 "kind": entry.kind,
                 "message_id": entry.message_id,
-                "frame": entry.frame,
+                "frame": entry.frame if entry.store_frame else None,
+                "key": entry.key,
                 "created_at": entry.created_at,
             }
         )
@@ -180,23 +192,70 @@ async def _append_to_inboxes(connection: AsyncConnection, entries: Sequence[Queu
 
 
 @dataclass(frozen=True)
+class GroupMessageRow:
+    """What a group message's inbox entry is rebuilt from: the shared ciphertext, this device's key copy."""
+
+    message_id: str
+    sender: str
+    sender_device_id: int
+    group_id: str
+    body: bytes
+    key: bytes | None
+    accepted_at: int
+
+
+@dataclass(frozen=True)
 class PendingEntry:
     seq: int
     created_at: int
-    frame: bytes
+    frame: bytes | None
+    group_message: GroupMessageRow | None = None
 
 
 async def read_inbox(
     connection: AsyncConnection, device_id: int, after_seq: int, limit: int
 ) -> list[PendingEntry]:
-    """The device's entries after ``after_seq``, in order."""
+    """The device's entries after ``after_seq``, in order; group messages joined to their one body."""
     rows = await connection.execute(
-        select(inbox.c.seq, inbox.c.created_at, inbox.c.frame)
+        select(
+            inbox.c.seq,
+            inbox.c.created_at,
+            inbox.c.frame,
+            inbox.c.key,
+            messages.c.id.label("message_id"),
+            messages.c.sender_device_id,
+            messages.c.group_id,
+            messages.c.body,
+            messages.c.created_at.label("accepted_at"),
+            users.c.username.label("sender"),
+        )
+        .select_from(
+            inbox.outerjoin(
+                messages, (inbox.c.frame.is_(None)) & (messages.c.id == inbox.c.message_id)
+            ).outerjoin(users, users.c.id == messages.c.sender_user_id)
+        )
         .where(inbox.c.device_id == device_id, inbox.c.seq > after_seq)
         .order_by(inbox.c.seq)
         .limit(limit)
     )
-    return [PendingEntry(seq=row.seq, created_at=row.created_at, frame=bytes(row.frame)) for row in rows]
+    entries = []
+    for row in rows:
+        if row.frame is not None:
+            entries.append(PendingEntry(seq=row.seq, created_at=row.created_at, frame=bytes(row.frame)))
+            continue
+        group_message = GroupMessageRow(
+            message_id=row.message_id,
+            sender=row.sender,
+            sender_device_id=row.sender_device_id,
+            group_id=row.group_id,
+            body=bytes(row.body),
+            key=None if row.key is None else bytes(row.key),
+            accepted_at=row.accepted_at,
+        )
+        entries.append(
+            PendingEntry(seq=row.seq, created_at=row.created_at, frame=None, group_message=group_message)
+        )
+    return entries
 
 
 async def acked_seq(connection: AsyncConnection, device_id: int) -> int:

@@ -93,20 +93,60 @@ one_time_prekeys = Table(
     Index("ix_prekey_device_order", "device_id", "id"),
 )
 
+groups = Table(
+    "groups",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("created_by", Id, ForeignKey("users.id"), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    # Bumped by every membership event (and member device change): sends name the epoch they saw.
+    Column("epoch", BigInteger, nullable=False),
+)
+
+group_members = Table(
+    "group_members",
+    metadata,
+    Column("group_id", String(32), ForeignKey("groups.id"), primary_key=True),
+    Column("user_id", Id, ForeignKey("users.id"), primary_key=True),
+    Column("role", String(8), nullable=False),
+    Column("joined_at", BigInteger, nullable=False),
+    Index("ix_group_members_user", "user_id"),
+)
+
+group_events = Table(
+    "group_events",
+    metadata,
+    Column("group_id", String(32), ForeignKey("groups.id"), primary_key=True),
+    Column("epoch", BigInteger, primary_key=True, autoincrement=False),
+    Column("kind", String(16), nullable=False),
+    Column("actor_id", Id, ForeignKey("users.id"), nullable=False),
+    Column("subject_id", Id, ForeignKey("users.id"), nullable=True),
+    Column("detail", String(128), nullable=False, server_default=""),
+    Column("at", BigInteger, nullable=False),
+)
+
 messages = Table(
     "messages",
     metadata,
     Column("id", String(40), primary_key=True),
     Column("sender_user_id", Id, ForeignKey("users.id"), nullable=False),
     Column("sender_device_id", Id, ForeignKey("devices.id"), nullable=False),
-    Column("recipient_user_id", Id, ForeignKey("users.id"), nullable=False),
+    # Exactly one of the two: a user (one to one, a copy per device in the inbox) or a group.
+    Column("recipient_user_id", Id, ForeignKey("users.id"), nullable=True),
+    Column("group_id", String(32), ForeignKey("groups.id"), nullable=True),
     Column("client_id", String(64), nullable=False),
     Column("created_at", BigInteger, nullable=False),
+    # A group message's single ciphertext, stored once for every member device.
+    Column("body", LargeBinary, nullable=True),
     UniqueConstraint("sender_device_id", "client_id", name="uq_message_client_id"),
 )
 
 INBOX_MESSAGE = 1
 INBOX_STATUS = 2
+INBOX_GROUP_MESSAGE = 3
+"""No ``frame``: built from ``messages.body`` and the entry's ``key`` when pushed."""
+INBOX_GROUP_EVENT = 4
 
 inbox = Table(
     "inbox",
@@ -116,7 +156,9 @@ inbox = Table(
     Column("kind", SmallInteger, nullable=False),
     Column("message_id", String(40), nullable=False),
     # The encoded server frame, pushed as is: ciphertext and routing metadata only.
-    Column("frame", LargeBinary, nullable=False),
+    Column("frame", LargeBinary, nullable=True),
+    # For a group message: this device's copy of the sender key distribution, if any.
+    Column("key", LargeBinary, nullable=True),
     Column("created_at", BigInteger, nullable=False),
 )
 

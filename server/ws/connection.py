@@ -52,7 +52,7 @@ class DeviceConnection:
         self._acked_seq = 0
         self._ack_target = 0
         self._ack_writer: asyncio.Task[None] | None = None
-        self._sends: list[frames.Send | frames.Resend] = []
+        self._sends: list[messaging.Envelope] = []
         self._sends_in_flight = 0
         self._send_writer: asyncio.Task[None] | None = None
         self._receipts: list[frames.Receipt] = []
@@ -229,7 +229,7 @@ class DeviceConnection:
         caller = self.caller
         assert caller is not None
         match frame:
-            case frames.Send() | frames.Resend():
+            case frames.Send() | frames.GroupSend() | frames.Resend():
                 self._queue_send(caller, frame)
             case frames.Ack(up_to=up_to):
                 self._handle_ack(caller, up_to)
@@ -244,7 +244,7 @@ class DeviceConnection:
             case frames.Auth():
                 raise errors.AlreadyAuthenticated()
 
-    def _queue_send(self, caller: Caller, send: frames.Send | frames.Resend) -> None:
+    def _queue_send(self, caller: Caller, send: messaging.Envelope) -> None:
         """Envelopes are stored in the order they arrived, those that queue up meanwhile together."""
         if self._sends_in_flight >= limits.MAX_SENDS_IN_FLIGHT:
             raise errors.TooManyInFlight()
@@ -393,7 +393,11 @@ class DeviceConnection:
                 if not entries:
                     break
                 for entry in entries:
-                    self._push_entry(entry.seq, entry.created_at, entry.frame)
+                    frame = entry.frame
+                    if frame is None:
+                        assert entry.group_message is not None
+                        frame = messaging.group_message_frame(entry.seq, entry.group_message)
+                    self._push_entry(entry.seq, entry.created_at, frame)
             for seq in [seq for seq in self._pending if seq <= self._pushed_seq]:
                 del self._pending[seq]
 
@@ -443,7 +447,7 @@ class DeviceConnection:
 
 def _ref_of(frame: frames.ClientFrame) -> str | None:
     match frame:
-        case frames.Send(id=client_id) | frames.Resend(id=client_id):
+        case frames.Send(id=client_id) | frames.GroupSend(id=client_id) | frames.Resend(id=client_id):
             return client_id
         case frames.Receipt(message=message_id):
             return message_id
