@@ -1,7 +1,7 @@
-"""Message format 1: a signed payload sealed to one device (docs/protocol.md §3.13).
+"""Message format 1: a signed payload sealed to one device (docs/protocol.md §3.15).
 
 The first end-to-end format, used until the ratcheting sessions of format 2.
-For each recipient device the sender builds the signed payload (§3.13.1),
+For each recipient device the sender builds the signed payload (§3.15.1),
 then seals it with ``crypto_box`` under a fresh ephemeral X25519 key::
 
     body = 0x01 || ephemeral public key (32) || nonce (24) || crypto_box(payload)
@@ -44,7 +44,7 @@ SIGNED_PAYLOAD_DOMAIN: Final = b"lien-message-v1\x00"
 
 
 class SignedFields(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """What the sender signs (§3.13.1); field order is the canonical encoding order."""
+    """What the sender signs (§3.15.1); field order is the canonical encoding order."""
 
     sender: str
     sender_device: int
