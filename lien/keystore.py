@@ -1,4 +1,4 @@
-"""The device's local keystore: private keys and session state, encrypted at rest (docs/protocol.md §3.12).
+"""The device's local keystore: private keys and session state, encrypted at rest (docs/protocol.md §3.16).
 
 A keystore is a directory holding one file, ``keystore.lien``::
 

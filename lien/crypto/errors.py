@@ -1,4 +1,4 @@
-"""What can go wrong when a device opens a message or its keystore (docs/protocol.md §3.8).
+"""What can go wrong when a device opens a message or its keystore (docs/protocol.md §3.9, §8.2).
 
 These errors happen on the device, never on the server: the server only
 routes ciphertext. Each type has a stable ``code`` that the SDK can record
@@ -39,7 +39,7 @@ class InvalidKey(CryptoError):
     public_message = "A public key is not valid."
 
 
-# --- messages (§3.7) ------------------------------------------------------
+# --- messages (format 1: §3.15; format 2: §3.7, §3.8) ------------------------
 
 
 class UnsupportedFormat(CryptoError):
@@ -169,7 +169,7 @@ class SessionExhausted(CryptoError):
     public_message = "This encrypted session is used up; a new one must be set up."
 
 
-# --- keystore (§3.9) ------------------------------------------------------
+# --- keystore (§3.16) -----------------------------------------------------
 
 
 class KeystoreError(CryptoError):

@@ -4,7 +4,7 @@ Every device has an *identity*: an Ed25519 signing key pair and an X25519
 key-exchange key pair, generated independently (no key is converted from the
 other). It also publishes a *signed prekey* (an X25519 public key signed by
 the identity signing key, §3.2) and a supply of *one-time prekeys* (§3.3).
-Message format 1 (§3.4) uses only the identity keys; the prekeys are
+Message format 1 (§3.15) uses only the identity keys; the prekeys are
 published now for the session set-up of the next message format.
 
 Private keys live in the typed classes below and never appear in their
