@@ -5,7 +5,15 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test lint typecheck unit install dev clean
+.PHONY: help run test lint typecheck install dev clean
+
+help:
+	@echo "make run        start Lien on http://$(HOST):$(PORT) (SQLite in ./data, in-process broker)"
+	@echo "make test       lint, type checks and the whole test suite (PYTEST_ARGS=... to narrow it)"
+	@echo "make lint       ruff check and ruff format --check"
+	@echo "make typecheck  mypy"
+	@echo "make install    the runtime into .venv; make dev adds the test tools"
+	@echo "make clean      remove .venv and caches"
 
 run: $(VENV)/.installed
 	$(BIN)/lien serve --host $(HOST) --port $(PORT)
@@ -14,8 +22,8 @@ test: $(VENV)/.installed-dev lint typecheck
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check lien server tests
-	$(BIN)/ruff format --check lien server tests
+	$(BIN)/ruff check lien server tests scripts
+	$(BIN)/ruff format --check lien server tests scripts
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy

@@ -192,6 +192,11 @@ class Keystore:
         finally:
             os.close(descriptor)
         os.replace(temporary, self._path / FILE_NAME)
+        directory = os.open(self._path, os.O_RDONLY)
+        try:
+            os.fsync(directory)  # the rename itself must survive a power loss
+        finally:
+            os.close(directory)
 
     # --- account ---------------------------------------------------------
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from lien.protocol import limits
 from server.settings import OPTIONS, Settings, add_arguments, build_settings, env_name
@@ -76,6 +78,19 @@ async def _invite(settings: Settings, note: str, days: int) -> str:
         await database.close()
 
 
+def read_dotenv(path: Path) -> dict[str, str]:
+    """``KEY=VALUE`` lines of a ``.env`` file (comments and blanks skipped); the environment wins over it."""
+    if not path.is_file():
+        return {}
+    found = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            found[key.strip()] = value.strip().strip('"').strip("'")
+    return found
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lien", description="Lien secure messaging server")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -92,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
     flags = {option.name: getattr(arguments, option.name, None) for option in OPTIONS}
     try:
-        settings = build_settings(flags)
+        settings = build_settings(flags, {**read_dotenv(Path(".env")), **os.environ})
     except (ValueError, OSError) as exc:
         parser.error(str(exc))
     if arguments.command == "serve":

@@ -30,6 +30,8 @@ class Caller:
     username: str
     device_id: int
     session_id: int
+    expires_at: int = 0
+    """When the session token expires (ms); 0 when unknown."""
 
 
 @dataclass

@@ -27,7 +27,7 @@ class Settings:
     redis_url: str | None = None
     """None means the in-process broker (a single node)."""
     open_registration: bool = True
-    session_ttl_seconds: int = 30 * 24 * 3600
+    session_ttl_seconds: int = limits.SESSION_TTL_SECONDS
     log_level: str = "info"
     migrate_on_start: bool = True
     max_group_members: int = limits.MAX_GROUP_MEMBERS

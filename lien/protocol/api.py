@@ -69,7 +69,8 @@ class DeviceRegistration(Body, frozen=True, kw_only=True):
     identity_exchange_key: PublicKey
     """X25519 public key."""
     signed_prekey: SignedPrekey
-    prekeys: Annotated[list[OneTimePrekey], msgspec.Meta(max_length=limits.MAX_PREKEYS_PER_UPLOAD)] = []
+    prekeys: list[OneTimePrekey] = []
+    """At most ``limits.MAX_PREKEYS_PER_UPLOAD``, else ``too-many-prekeys``."""
 
 
 class RegisterRequest(Body, frozen=True, kw_only=True):
@@ -113,6 +114,18 @@ class DeviceIdentity(Body, frozen=True):
     device: int
     identity_signing_key: bytes
     identity_exchange_key: bytes
+
+
+class MyDevice(Body, frozen=True):
+    device: int
+    name: str
+    created_at: Millis
+    current: bool
+    """The device making the request."""
+
+
+class MyDevices(Body, frozen=True):
+    devices: list[MyDevice]
 
 
 class DeviceList(Body, frozen=True):

@@ -35,7 +35,13 @@ def _decode(
     decoder: msgspec.json.Decoder[Any],
     known_tags: frozenset[object],
 ) -> Any:
-    if len(data) > limits.MAX_FRAME_BYTES:
+    # A str frame of more than MAX_FRAME_BYTES / 4 characters may exceed it once encoded: count bytes then.
+    size = (
+        len(data)
+        if isinstance(data, bytes) or len(data) * 4 <= limits.MAX_FRAME_BYTES
+        else len(data.encode())
+    )
+    if size > limits.MAX_FRAME_BYTES:
         raise errors.FrameTooLarge(f"Frames are limited to {limits.MAX_FRAME_BYTES} bytes.")
     try:
         return decoder.decode(data)

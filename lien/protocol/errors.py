@@ -227,7 +227,7 @@ class NotARecipient(LienError):
 class NotAContact(LienError):
     code = "not-a-contact"
     http_status = 403
-    public_message = "Presence is shared only between contacts."
+    public_message = "Presence and typing are shared only between contacts."
 
 
 class InvalidAck(LienError):

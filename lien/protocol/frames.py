@@ -72,7 +72,8 @@ class Send(Frame, frozen=True, tag="send"):
 
     id: ClientMessageId
     to: Username
-    copies: Annotated[list[Copy], msgspec.Meta(min_length=1, max_length=limits.MAX_COPIES_PER_ENVELOPE)]
+    copies: Annotated[list[Copy], msgspec.Meta(min_length=1)]
+    """At most ``limits.MAX_COPIES_PER_ENVELOPE``, else ``too-many-recipients``."""
 
 
 class Resend(Frame, frozen=True, tag="resend"):
@@ -85,7 +86,8 @@ class Resend(Frame, frozen=True, tag="resend"):
 
     id: ClientMessageId
     message: ServerMessageId
-    copies: Annotated[list[Copy], msgspec.Meta(min_length=1, max_length=limits.MAX_COPIES_PER_ENVELOPE)]
+    copies: Annotated[list[Copy], msgspec.Meta(min_length=1)]
+    """At most ``limits.MAX_COPIES_PER_ENVELOPE``, else ``too-many-recipients``."""
 
 
 class GroupSend(Frame, frozen=True, tag="group_send"):
@@ -100,7 +102,8 @@ class GroupSend(Frame, frozen=True, tag="group_send"):
     group: GroupId
     epoch: Annotated[int, msgspec.Meta(ge=1, le=2**62)]
     body: Ciphertext
-    keys: Annotated[list[Copy], msgspec.Meta(max_length=limits.MAX_GROUP_KEY_COPIES)] = []
+    keys: list[Copy] = []
+    """At most ``limits.MAX_GROUP_KEY_COPIES``, else ``too-many-recipients``."""
 
 
 class Ack(Frame, frozen=True, tag="ack"):
@@ -116,17 +119,19 @@ class Receipt(Frame, frozen=True, tag="receipt"):
     kind: ReceiptKind
 
 
-class Typing(Frame, frozen=True, tag="typing"):
-    """Ephemeral: the user is (or stopped) typing to ``to``. Never stored."""
+class Typing(Frame, frozen=True, tag="typing", kw_only=True):
+    """Ephemeral: the user is (or stopped) typing to a contact ``to`` or in a ``group``. Never stored."""
 
-    to: Username
+    to: Username | None = None
+    group: GroupId | None = None
     active: bool
 
 
 class Watch(Frame, frozen=True, tag="watch"):
     """Replace the set of contacts whose presence this connection follows."""
 
-    users: Annotated[list[Username], msgspec.Meta(max_length=limits.MAX_WATCHED_USERS)]
+    users: list[Username]
+    """At most ``limits.MAX_WATCHED_USERS``, else ``too-many-watched``."""
 
 
 class Ping(Frame, frozen=True, tag="ping"):
@@ -214,9 +219,11 @@ class GroupEvent(Frame, frozen=True, tag="group_event", kw_only=True):
     at: Millis
 
 
-class TypingEvent(Frame, frozen=True, tag="typing"):
+class TypingEvent(Frame, frozen=True, tag="typing", kw_only=True):
     sender: str
     sender_device: int
+    group: str | None = None
+    """Set when the sender types in that group; else it types to you."""
     active: bool
 
 

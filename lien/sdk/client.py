@@ -53,6 +53,11 @@ _ACK_DELAY_SECONDS = 0.02
 _MISMATCH_RETRIES = 3
 _PREKEY_BATCH = 50
 _OUTBOX_LIMIT = 10_000
+_FATAL_CLOSE_CODES: dict[int, type[errors.LienError]] = {
+    code: error
+    for error in (errors.AuthenticationFailed, errors.UnsupportedVersion, errors.SessionReplaced)
+    if (code := error.close_code) is not None
+}
 
 
 def _now_ms() -> int:
@@ -92,6 +97,7 @@ class Client:
         self._outbox: list[bytes] = []
         self._directory = Directory(api, keystore, self._events.put_nowait)
         self._send_lock = asyncio.Lock()
+        self._watched: list[str] = []
         """Held from session look-up to the write of a send, so sessions advance in the order bodies leave."""
         self._socket: ClientConnection | None = None
         self._ready = asyncio.Event()
@@ -254,7 +260,7 @@ class Client:
                             delay = _RECONNECT_MIN_SECONDS
                 close_code = socket.close_code
             except errors.LienError as error:
-                self._fatal = error
+                self._fail(error)
                 return
             except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as exc:
                 close_code = getattr(getattr(exc, "rcvd", None), "code", None)
@@ -262,18 +268,24 @@ class Client:
             finally:
                 self._socket = None
                 self._ready.clear()
-            if close_code in {errors.AuthenticationFailed.close_code, errors.UnsupportedVersion.close_code}:
-                self._fatal = (
-                    errors.AuthenticationFailed() if close_code == 4401 else errors.UnsupportedVersion()
-                )
+            fatal = _FATAL_CLOSE_CODES.get(close_code) if close_code is not None else None
+            if fatal is not None:
+                # 4409: another process signed in as this device; reconnecting would only push it off again.
+                self._fail(fatal())
                 return
-            if close_code == errors.SessionReplaced.close_code:
-                logger.warning("this device connected from elsewhere; reconnecting")
             if self._closed:
                 return
             self._url_index += 1
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, _RECONNECT_MAX_SECONDS)
+
+    def _fail(self, error: errors.LienError) -> None:
+        """The connection cannot go on (revoked, replaced, unsupported): stop and fail every waiting send."""
+        self._fatal = error
+        for future in self._waiting.values():
+            if not future.done():
+                future.set_exception(error)
+        self._waiting.clear()
 
     async def _on_frame(self, data: str | bytes) -> bool:
         """Handle one server frame; True when it was the ``ready`` frame."""
@@ -321,6 +333,8 @@ class Client:
         assert ready is not None
         for data in self._protocol.pending_sends():
             await self._write(data)
+        if self._watched:
+            await self._write(codec.encode(frames.Watch(users=self._watched)))
         outbox, self._outbox = self._outbox, []
         for data in outbox:
             await self._write(data)
@@ -594,8 +608,9 @@ class Client:
             await self._write(codec.encode(frames.Typing(to=to, active=active)))
 
     async def watch(self, users: Sequence[str]) -> None:
-        """Follow the presence of these contacts (replaces the previous set)."""
-        await self._send_or_queue(codec.encode(frames.Watch(users=list(users))))
+        """Follow the presence of these contacts (replaces the previous set; kept across reconnects)."""
+        self._watched = list(users)
+        await self._send_or_queue(codec.encode(frames.Watch(users=self._watched)))
 
     async def receipts(self, message_id: str) -> list[Receipt]:
         """Every receipt the server recorded for a message you sent."""

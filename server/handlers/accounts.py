@@ -10,16 +10,20 @@ from lien.protocol.api import (
     Account,
     DeviceRegistration,
     LoginRequest,
+    MyDevice,
+    MyDevices,
     ProfileUpdate,
     PublicProfile,
     RegisterRequest,
     SessionGrant,
 )
+from server.broker import BrokerUnavailable
 from server.handlers import groups, keys
 from server.handlers.passwords import hash_password, verify_password
 from server.handlers.tokens import invite_hash, new_invite_code, new_token, token_hash
 from server.services import Caller, Services
 from server.storage import accounts, devices
+from server.ws import notices
 
 INVITE_TTL_MS = 14 * 24 * 3600 * 1000
 
@@ -28,6 +32,8 @@ def check_device_registration(registration: DeviceRegistration) -> None:
     prekey = registration.signed_prekey
     if not verify_signed_prekey(registration.identity_signing_key, prekey.id, prekey.key, prekey.signature):
         raise errors.InvalidPrekeySignature()
+    if len(registration.prekeys) > limits.MAX_PREKEYS_PER_UPLOAD:
+        raise errors.TooManyPrekeys(f"At most {limits.MAX_PREKEYS_PER_UPLOAD} one-time prekeys per upload.")
     if len({p.id for p in registration.prekeys}) != len(registration.prekeys):
         raise errors.InvalidRequest("One-time prekey ids must be distinct.")
 
@@ -117,12 +123,58 @@ async def authenticate(services: Services, token: str) -> Caller:
         device = await devices.get_device(connection, session.device_id)
     if user is None or device is None:
         raise errors.AuthenticationFailed()
-    return Caller(user_id=user.id, username=user.username, device_id=device.id, session_id=session.id)
+    return Caller(
+        user_id=user.id,
+        username=user.username,
+        device_id=device.id,
+        session_id=session.id,
+        expires_at=session.expires_at,
+    )
 
 
 async def logout(services: Services, caller: Caller) -> None:
+    """Revoke this session; sockets opened with it close (``auth-failed``)."""
     async with services.database.write() as connection:
         await accounts.revoke_session(connection, caller.session_id, services.clock())
+    await _publish(services, notices.device_channel(caller.device_id), notices.revoked(caller.session_id))
+
+
+async def my_devices(services: Services, caller: Caller) -> MyDevices:
+    async with services.database.read() as connection:
+        rows = await devices.devices_of(connection, [caller.user_id])
+    return MyDevices(
+        devices=[
+            MyDevice(
+                device=row.id, name=row.name, created_at=row.created_at, current=row.id == caller.device_id
+            )
+            for row in rows
+        ]
+    )
+
+
+async def remove_device(services: Services, caller: Caller, device_id: int) -> None:
+    """Sign a device of this account out for good (a lost phone): sessions, keys and inbox go.
+
+    Its sockets close, correspondents and groups learn that the device list
+    changed, and no message is addressed to it any more.
+    """
+    async with services.database.write() as connection:
+        device = await devices.get_device(connection, device_id)
+        if device is None or device.user_id != caller.user_id:
+            raise errors.UnknownDevice()
+        now = services.clock()
+        await accounts.revoke_device_sessions(connection, device_id, now)
+        await devices.remove_device(connection, device_id, now)
+    await _publish(services, notices.device_channel(device_id), notices.revoked(None))
+    await keys.announce_devices_changed(services, caller.user_id, caller.username)
+    await groups.devices_changed(services, caller)
+
+
+async def _publish(services: Services, channel: str, payload: bytes) -> None:
+    try:
+        await services.broker.publish(channel, payload)
+    except BrokerUnavailable:
+        services.metrics.broker_failures.inc()
 
 
 async def my_account(services: Services, caller: Caller) -> Account:

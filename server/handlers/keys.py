@@ -79,6 +79,8 @@ async def claim_bundles(
 
 
 async def upload_prekeys(services: Services, caller: Caller, upload: PrekeyUpload) -> PrekeyStatus:
+    if len(upload.prekeys) > limits.MAX_PREKEYS_PER_UPLOAD:
+        raise errors.TooManyPrekeys(f"At most {limits.MAX_PREKEYS_PER_UPLOAD} one-time prekeys per upload.")
     if len({p.id for p in upload.prekeys}) != len(upload.prekeys):
         raise errors.InvalidRequest("One-time prekey ids must be distinct.")
     async with services.database.write() as connection:

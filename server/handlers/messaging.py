@@ -52,7 +52,15 @@ Envelope = frames.Send | frames.GroupSend | frames.Resend
 def check_envelope(send: Envelope) -> None:
     """What can be refused before touching storage."""
     if isinstance(send, frames.GroupSend):
+        if len(send.keys) > limits.MAX_GROUP_KEY_COPIES:
+            raise errors.TooManyRecipients(
+                f"A group message carries at most {limits.MAX_GROUP_KEY_COPIES} keys."
+            )
         return
+    if len(send.copies) > limits.MAX_COPIES_PER_ENVELOPE:
+        raise errors.TooManyRecipients(
+            f"A message has at most {limits.MAX_COPIES_PER_ENVELOPE} device copies."
+        )
     device_ids = [copy.device for copy in send.copies]
     if len(set(device_ids)) != len(device_ids):
         raise errors.MalformedFrame("Each device may appear only once in `copies`.")
@@ -444,18 +452,40 @@ async def ack(services: Services, caller: Caller, up_to: int) -> None:
 
 
 async def relay_typing(services: Services, caller: Caller, typing: frames.Typing) -> None:
-    """Ephemeral: published to the recipient's devices, never stored."""
+    """Ephemeral, never stored: to a contact's devices, or to the other members of a group."""
+    if (typing.to is None) == (typing.group is None):
+        raise errors.MalformedFrame("A typing frame names either `to` or `group`.")
     async with services.database.read() as connection:
-        recipient_id = await resolve_user(services, connection, typing.to)
-    event = frames.TypingEvent(sender=caller.username, sender_device=caller.device_id, active=typing.active)
+        if typing.group is not None:
+            if await group_store.member_role(connection, typing.group, caller.user_id) is None:
+                raise errors.NotAMember()
+            audience = [m.user_id for m in await group_store.members(connection, typing.group)]
+        else:
+            assert typing.to is not None
+            recipient_id = await resolve_user(services, connection, typing.to)
+            if (caller.user_id, recipient_id) not in services.known_contacts:
+                if recipient_id not in await messages.contacts_among(
+                    connection, caller.user_id, [recipient_id]
+                ):
+                    raise errors.NotAContact(details={"users": [typing.to]})
+                services.known_contacts.add((caller.user_id, recipient_id))
+            audience = [recipient_id]
+    event = frames.TypingEvent(
+        sender=caller.username, sender_device=caller.device_id, group=typing.group, active=typing.active
+    )
+    notice = notices.ephemeral(encode(event))
     try:
-        await services.broker.publish(notices.user_channel(recipient_id), notices.ephemeral(encode(event)))
+        await services.broker.publish_many(
+            [(notices.user_channel(user_id), notice) for user_id in audience if user_id != caller.user_id]
+        )
     except BrokerUnavailable:
         services.metrics.broker_failures.inc()
 
 
 async def watchable(services: Services, caller: Caller, usernames: list[str]) -> dict[str, int]:
     """username -> id for the users the caller may watch: contacts only, else NotAContact."""
+    if len(usernames) > limits.MAX_WATCHED_USERS:
+        raise errors.TooManyWatched(f"At most {limits.MAX_WATCHED_USERS} users may be watched.")
     async with services.database.read() as connection:
         found = await accounts.user_ids_by_username(connection, list(set(usernames)))
         unknown = sorted(set(usernames) - set(found))

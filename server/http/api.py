@@ -6,6 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from lien.protocol import errors
 from lien.protocol.api import (
     GroupCreate,
     GroupRename,
@@ -75,6 +76,21 @@ async def prekeys(request: Request) -> Response:
         upload = await parse_body(request, PrekeyUpload)
         return json_response(await keys.upload_prekeys(services, caller, upload))
     return json_response(await keys.prekey_status(services, caller))
+
+
+async def my_devices(request: Request) -> Response:
+    caller = await authenticated(request)
+    return json_response(await accounts.my_devices(services_of(request), caller))
+
+
+async def remove_device(request: Request) -> Response:
+    caller = await authenticated(request)
+    try:
+        device_id = int(request.path_params["device_id"])
+    except ValueError:
+        raise errors.UnknownDevice() from None
+    await accounts.remove_device(services_of(request), caller, device_id)
+    return Response(status_code=204)
 
 
 async def signed_prekey(request: Request) -> Response:
@@ -152,8 +168,10 @@ routes = [
     Route("/v1/users/{username}", user_profile, methods=["GET"]),
     Route("/v1/users/{username}/devices", user_devices, methods=["GET"]),
     Route("/v1/users/{username}/keys/claim", claim_keys, methods=["POST"]),
+    Route("/v1/devices", my_devices, methods=["GET"]),
     Route("/v1/devices/self/prekeys", prekeys, methods=["GET", "POST"]),
     Route("/v1/devices/self/signed-prekey", signed_prekey, methods=["PUT"]),
+    Route("/v1/devices/{device_id}", remove_device, methods=["DELETE"]),
     Route("/v1/messages/{message_id}/receipts", receipts, methods=["GET"]),
     Route("/v1/groups", groups_collection, methods=["GET", "POST"]),
     Route("/v1/groups/{group}", group, methods=["GET", "PATCH"]),

@@ -127,6 +127,14 @@ async def revoke_session(connection: AsyncConnection, session_id: int, now: int)
     )
 
 
+async def revoke_device_sessions(connection: AsyncConnection, device_id: int, now: int) -> None:
+    await connection.execute(
+        update(sessions)
+        .where(sessions.c.device_id == device_id, sessions.c.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+
+
 async def create_invite(
     connection: AsyncConnection, *, code_hash: bytes, note: str, now: int, expires_at: int
 ) -> None:

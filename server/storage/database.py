@@ -4,7 +4,8 @@ SQLite (the embedded default) allows one writer at a time, so write
 transactions start with ``BEGIN IMMEDIATE`` (no lock upgrades, no deadlocks)
 and wait on ``busy_timeout``; reads use a second engine with deferred
 transactions so they never queue behind writers (WAL mode).
-PostgreSQL uses one engine for both.
+PostgreSQL uses one engine for both. Every engine hides statement parameters
+from its error messages: they would put ciphertext and hashes into logs.
 """
 
 from __future__ import annotations
@@ -35,13 +36,13 @@ class Database:
             self._reader = self._sqlite_engine(url, immediate=False)
         else:
             self._writer = create_async_engine(
-                url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+                url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, hide_parameters=True
             )
             self._reader = self._writer
 
     @staticmethod
     def _sqlite_engine(url: str, *, immediate: bool) -> AsyncEngine:
-        engine = create_async_engine(url)
+        engine = create_async_engine(url, hide_parameters=True)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -8,7 +8,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lien.protocol.api import DeviceRegistration, OneTimePrekey, SignedPrekey
-from server.storage.schema import devices, one_time_prekeys
+from server.storage.schema import devices, inbox, one_time_prekeys
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,7 @@ class DeviceRow:
     identity_exchange_key: bytes
     signed_prekey: SignedPrekey
     acked_seq: int
+    created_at: int
 
 
 def _device_from(row: object) -> DeviceRow:
@@ -36,6 +37,7 @@ def _device_from(row: object) -> DeviceRow:
             signature=bytes(mapping["signed_prekey_signature"]),
         ),
         acked_seq=mapping["acked_seq"],
+        created_at=mapping["created_at"],
     )
 
 
@@ -158,3 +160,10 @@ async def claim_one_time_prekey(connection: AsyncConnection, device_id: int) -> 
         )
     ).first()
     return None if row is None else OneTimePrekey(id=row.key_id, key=bytes(row.public_key))
+
+
+async def remove_device(connection: AsyncConnection, device_id: int, now: int) -> None:
+    """Mark the device removed; its one-time prekeys and pending inbox entries are deleted."""
+    await connection.execute(update(devices).where(devices.c.id == device_id).values(removed_at=now))
+    await connection.execute(delete(one_time_prekeys).where(one_time_prekeys.c.device_id == device_id))
+    await connection.execute(delete(inbox).where(inbox.c.device_id == device_id))

@@ -163,7 +163,7 @@ async def _append_to_inboxes(connection: AsyncConnection, entries: Sequence[Queu
     device_ids = sorted(counts)
     rows = await connection.execute(
         update(devices)
-        .where(devices.c.id.in_(device_ids))
+        .where(devices.c.id.in_(device_ids), devices.c.removed_at.is_(None))
         .values(next_seq=devices.c.next_seq + case(counts, value=devices.c.id))
         .returning(devices.c.id, devices.c.next_seq)
     )

@@ -88,9 +88,11 @@ class DeviceConnection:
             self._closing.set_result(error)
 
     async def _authenticate(self) -> Caller | None:
+        """Wait for a valid ``auth`` frame; one deadline for the whole wait, whatever else arrives."""
+        deadline = asyncio.get_running_loop().time() + limits.AUTH_TIMEOUT_SECONDS
         while True:
             try:
-                async with asyncio.timeout(limits.AUTH_TIMEOUT_SECONDS):
+                async with asyncio.timeout_at(deadline):
                     data = await self._receive_text()
             except TimeoutError:
                 await self._close_with(errors.AuthTimeout())
@@ -141,10 +143,17 @@ class DeviceConnection:
             )
         )
         self._spawn(self._pump())
+        if caller.expires_at:
+            self._spawn(self._close_at_expiry(caller.expires_at))
         self._wake.set()
         await self._publish(notices.device_channel(caller.device_id), notices.kick(self.id))
         if await services.presence.device_online(caller.user_id, self.presence_key):
             await self._publish_presence(caller.user_id, online=True)
+
+    async def _close_at_expiry(self, expires_at_ms: int) -> None:
+        """A session token ends at its expiry, even on a socket opened before."""
+        await asyncio.sleep(max(0.0, (expires_at_ms - self.services.clock()) / 1000))
+        self.close(errors.AuthenticationFailed("The session expired; sign in again."))
 
     async def _cancel_tasks(self) -> None:
         for subscription in [*self._subscriptions, *self._watched.values()]:
@@ -364,6 +373,9 @@ class DeviceConnection:
                 self._push_ephemeral(frame)
             case notices.KickNotice(connection_id=other) if other != self.id:
                 self.close(errors.SessionReplaced())
+            case notices.RevokedNotice(session_id=session_id):
+                if self.caller is not None and session_id in (None, self.caller.session_id):
+                    self.close(errors.AuthenticationFailed("This session was signed out."))
 
     def _on_ephemeral(self, payload: bytes) -> None:
         notice = notices.decode(payload)

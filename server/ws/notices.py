@@ -9,7 +9,8 @@ Layout (binary, first byte is the kind):
 
 * ``E`` + seq (8 bytes, big-endian) + accepted-at ms (8 bytes) + frame: a new inbox entry;
 * ``F`` + frame: an ephemeral frame to push as is (typing, presence, prekeys_low);
-* ``K`` + connection id: a newer connection of the device exists; older ones close.
+* ``K`` + connection id: a newer connection of the device exists; older ones close;
+* ``R`` + session id (8 bytes): that session was revoked (logout, device removed); its sockets close.
 """
 
 from __future__ import annotations
@@ -49,7 +50,13 @@ class KickNotice:
     connection_id: str
 
 
-Notice = InboxNotice | EphemeralNotice | KickNotice
+@dataclass(frozen=True)
+class RevokedNotice:
+    session_id: int | None
+    """None: every session of the device (the device was removed)."""
+
+
+Notice = InboxNotice | EphemeralNotice | KickNotice | RevokedNotice
 
 
 def inbox_entry(seq: int, accepted_at: int, frame: bytes) -> bytes:
@@ -64,6 +71,10 @@ def kick(connection_id: str) -> bytes:
     return b"K" + connection_id.encode()
 
 
+def revoked(session_id: int | None) -> bytes:
+    return b"R" + (session_id or 0).to_bytes(8, "big")
+
+
 def decode(payload: bytes) -> Notice | None:
     """None for a payload this node does not understand (a newer node's notice)."""
     kind, body = payload[:1], payload[1:]
@@ -72,6 +83,9 @@ def decode(payload: bytes) -> Notice | None:
         return InboxNotice(seq=seq, accepted_at=accepted_at, frame=body[_SEQ_AT.size :])
     if kind == b"F":
         return EphemeralNotice(frame=body)
+    if kind == b"R" and len(body) == 8:
+        session_id = int.from_bytes(body, "big")
+        return RevokedNotice(session_id=session_id or None)
     if kind == b"K":
         return KickNotice(connection_id=body.decode(errors="replace"))
     return None
