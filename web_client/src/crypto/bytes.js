@@ -95,7 +95,11 @@ export function fromBase64(text) {
   if (typeof text !== 'string' || !/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/.test(text)) {
     throw new TypeError('not standard base64');
   }
-  return sodium.from_base64(text, sodium.base64_variants.ORIGINAL);
+  try {
+    return sodium.from_base64(text, sodium.base64_variants.ORIGINAL);
+  } catch {
+    throw new TypeError('not standard base64'); // e.g. non-zero trailing bits
+  }
 }
 
 /** Whether `value` is a Uint8Array of exactly `size` bytes. */
