@@ -5,13 +5,23 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test lint typecheck unit install dev clean
+.PHONY: run test lint typecheck unit install dev clean web-deps web-test
 
 run: $(VENV)/.installed
 	$(BIN)/lien serve --host $(HOST) --port $(PORT)
 
-test: $(VENV)/.installed-dev lint typecheck
+test: $(VENV)/.installed-dev lint typecheck web-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The browser client's crypto core: its node tests, and its libsodium for
+# tests/test_crypto_js_interop.py (which fails without web_client/node_modules).
+web-deps: web_client/node_modules/.package-lock.json
+
+web_client/node_modules/.package-lock.json: web_client/package.json web_client/package-lock.json
+	cd web_client && npm ci --no-audit --no-fund
+
+web-test: web-deps
+	cd web_client && npm test
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check lien server tests
@@ -39,4 +49,4 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	touch $(VENV)/.installed $@
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache web_client/node_modules
