@@ -64,7 +64,7 @@ export class PrekeyBundle {
 
   /**
    * The bundle as the server's JSON returns it (`KeyBundle`: keys in standard base64).
-   * @param {{identity_signing_key: string, identity_exchange_key: string,
+   * @param {{device?: number, identity_signing_key: string, identity_exchange_key: string,
    *   signed_prekey: {id: number, key: string, signature: string},
    *   prekey: {id: number, key: string} | null}} bundle
    */
