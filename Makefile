@@ -5,21 +5,32 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: help run test lint typecheck install dev clean
+.PHONY: help run test lint typecheck install dev clean web-deps web-test
 
 help:
 	@echo "make run        start Lien on http://$(HOST):$(PORT) (SQLite in ./data, in-process broker)"
 	@echo "make test       lint, type checks and the whole test suite (PYTEST_ARGS=... to narrow it)"
 	@echo "make lint       ruff check and ruff format --check"
 	@echo "make typecheck  mypy"
+	@echo "make web-test   the browser client's node tests (npm ci first when the lock file changed)"
 	@echo "make install    the runtime into .venv; make dev adds the test tools"
 	@echo "make clean      remove .venv and caches"
 
 run: $(VENV)/.installed
 	$(BIN)/lien serve --host $(HOST) --port $(PORT)
 
-test: $(VENV)/.installed-dev lint typecheck
+test: $(VENV)/.installed-dev lint typecheck web-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The browser client's crypto core: its node tests, and its libsodium for
+# tests/test_crypto_js_interop.py (which fails without web_client/node_modules).
+web-deps: web_client/node_modules/.package-lock.json
+
+web_client/node_modules/.package-lock.json: web_client/package.json web_client/package-lock.json
+	cd web_client && npm ci --no-audit --no-fund
+
+web-test: web-deps
+	cd web_client && npm test
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check lien server tests scripts
@@ -47,4 +58,4 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	touch $(VENV)/.installed $@
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache web_client/node_modules
