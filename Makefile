@@ -16,7 +16,7 @@ help:
 	@echo "make install    the runtime into .venv; make dev adds the test tools"
 	@echo "make clean      remove .venv and caches"
 
-run: $(VENV)/.installed
+run: $(VENV)/.installed web-deps
 	$(BIN)/lien serve --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.installed-dev lint typecheck web-test

@@ -13,7 +13,7 @@ from starlette.websockets import WebSocket
 
 from lien.protocol.errors import LienError
 from server.broker import make_broker
-from server.http import api, ops
+from server.http import api, ops, web
 from server.http.common import on_http_exception, on_lien_error, on_unexpected
 from server.metrics import Metrics
 from server.presence import make_presence
@@ -74,7 +74,12 @@ def create_app(settings: Settings) -> Starlette:
             await broker.close()
             await database.close()
 
-    routes: list[BaseRoute] = [*api.routes, *ops.routes, WebSocketRoute("/ws", websocket_endpoint)]
+    routes: list[BaseRoute] = [
+        *api.routes,
+        *ops.routes,
+        WebSocketRoute("/ws", websocket_endpoint),
+        *web.routes(settings.effective_web_dir),
+    ]
     return Starlette(
         routes=routes,
         lifespan=lifespan,

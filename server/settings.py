@@ -34,6 +34,8 @@ class Settings:
     """Members per group, the creator included (at most ``limits.MAX_GROUP_MEMBERS_CEILING``)."""
     node_name: str = ""
     """Shown in /healthz and logs; defaults to host:port."""
+    web_dir: Path | None = None
+    """The browser client's folder; None means the ``web_client`` folder next to ``server`` when present."""
 
     def __post_init__(self) -> None:
         if not 2 <= self.max_group_members <= limits.MAX_GROUP_MEMBERS_CEILING:
@@ -44,6 +46,13 @@ class Settings:
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'lien.db').resolve()}"
+
+    @property
+    def effective_web_dir(self) -> Path | None:
+        if self.web_dir is not None:
+            return self.web_dir
+        bundled = Path(__file__).resolve().parent.parent / "web_client"
+        return bundled if bundled.is_dir() else None
 
     @property
     def effective_node_name(self) -> str:
@@ -89,6 +98,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("migrate_on_start", "--migrate-on-start", "apply database migrations when serving"),
     Option("max_group_members", "--max-group-members", "members per care-team group, the creator included"),
     Option("node_name", "--node-name", "name of this node in logs and /healthz"),
+    Option("web_dir", "--web-dir", "folder of the browser client to serve at / (default: the bundled one)"),
 )
 
 
@@ -111,6 +121,8 @@ def _convert(name: str, raw: str) -> object:
         return int(raw)
     if field_type == "bool":
         return _parse_bool(raw)
+    if field_type == "Path | None":
+        return Path(raw) if raw.strip() else None
     if field_type == "Path":
         return Path(raw)
     return raw

@@ -26,7 +26,7 @@ def register(
     *,
     device: TestDevice | None = None,
     invite: str | None = None,
-    **profile: str,
+    **profile: Any,
 ) -> tuple[SessionGrant, TestDevice]:
     device = device or new_device()
     request = RegisterRequest(

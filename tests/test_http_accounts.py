@@ -244,3 +244,60 @@ def test_password_hashes_are_argon2id(sqlite_database_url: str) -> None:
 
         digest = client.portal.call(stored_hash)  # type: ignore[union-attr]
         assert digest.startswith("$argon2id$") and PASSWORD not in digest
+
+
+def test_directory_search_ignores_case_and_accents_paginates_and_hides_the_unlisted(
+    database_url: str,
+) -> None:
+    with app_client(database_url) as client:
+        searcher, _ = register(client, "searcher")
+        register(
+            client, "dr.martin", display_name="Hélène Martin", profession="Médecin généraliste", city="Lyon"
+        )
+        register(client, "dr.martine", display_name="Martine Dupré", profession="Pharmacienne", city="Lyon")
+        register(
+            client, "nurse.lyon", display_name="Paul Martinez", profession="Infirmier", city="Villeurbanne"
+        )
+        register(
+            client, "hidden", display_name="Hélène Martinot", profession="Médecin", city="Lyon", unlisted=True
+        )
+        headers = bearer(searcher.token)
+
+        def users(**params: str) -> list[str]:
+            response = client.get("/v1/directory", params=params, headers=headers)
+            assert response.status_code == 200, response.text
+            return [hit["user"] for hit in response.json()["results"]]
+
+        assert users(q="helene") == ["dr.martin"]
+        assert users(q="MARTIN") == ["dr.martin", "dr.martine", "nurse.lyon"]
+        assert users(q="martin", city="lyon") == ["dr.martin", "dr.martine"]
+        assert users(profession="medecin") == ["dr.martin"]
+        assert users(q="martin%") == [] and users(q="_") == []
+        # Unlisted: never in a search, yet reachable by username.
+        assert "hidden" not in users(q="martinot") + users(q="helene")
+        assert client.get("/v1/users/hidden", headers=headers).status_code == 200
+
+        first = client.get("/v1/directory", params={"q": "martin", "limit": "2"}, headers=headers).json()
+        assert [hit["user"] for hit in first["results"]] == ["dr.martin", "dr.martine"]
+        second = client.get(
+            "/v1/directory", params={"q": "martin", "limit": "2", "cursor": first["next"]}, headers=headers
+        ).json()
+        assert [hit["user"] for hit in second["results"]] == ["nurse.lyon"] and second["next"] is None
+
+        assert client.get("/v1/directory", params={"q": "martin"}).status_code == 401
+        for params in (
+            {"limit": "0"},
+            {"limit": "51"},
+            {"limit": "x"},
+            {"cursor": "garbage!"},
+            {"q": "x" * 129},
+        ):
+            bad = client.get("/v1/directory", params=params, headers=headers)
+            assert (bad.status_code, error_code(bad)) == (400, "invalid-request"), params
+
+        # Going unlisted later hides a listed user; the change is kept in the profile.
+        late, _ = register(client, "late.hider", display_name="Ana Late")
+        assert users(q="late") == ["late.hider"]
+        changed = client.patch("/v1/me", headers=bearer(late.token), json={"unlisted": True})
+        assert changed.json()["profile"]["unlisted"] is True
+        assert users(q="late") == []

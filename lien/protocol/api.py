@@ -36,6 +36,8 @@ class Profile(Body, frozen=True, kw_only=True):
     rpps: PractitionerId = ""
     organisation: ProfileText = ""
     city: ProfileText = ""
+    unlisted: bool = False
+    """"Liste rouge": not found by the directory search, yet reachable by anyone who knows the username."""
 
 
 class ProfileUpdate(Body, frozen=True, kw_only=True):
@@ -46,6 +48,7 @@ class ProfileUpdate(Body, frozen=True, kw_only=True):
     rpps: PractitionerId | None = None
     organisation: ProfileText | None = None
     city: ProfileText | None = None
+    unlisted: bool | None = None
 
 
 class SignedPrekey(Body, frozen=True):
@@ -106,6 +109,13 @@ class Account(Body, frozen=True):
 class PublicProfile(Body, frozen=True):
     user: str
     profile: Profile
+
+
+class DirectoryPage(Body, frozen=True):
+    """One page of a directory search; pass ``next`` as ``cursor`` for the following page."""
+
+    results: list[PublicProfile]
+    next: str | None = None
 
 
 class DeviceIdentity(Body, frozen=True):

@@ -16,6 +16,9 @@ import msgspec
 
 from lien.protocol import limits
 
+MAX_SAFE_INTEGER = 2**53 - 1
+"""Integers on the wire stay below this, so JavaScript's JSON.parse keeps them exact."""
+
 ClientMessageId = Annotated[
     str,
     msgspec.Meta(
@@ -36,8 +39,8 @@ Username = Annotated[
 ]
 GroupId = Annotated[str, msgspec.Meta(min_length=2, max_length=32, pattern=r"^G[A-Z2-7]+$")]
 """``G`` and base32: never a username (usernames are lowercase)."""
-DeviceId = Annotated[int, msgspec.Meta(ge=1, le=2**62)]
-InboxSeq = Annotated[int, msgspec.Meta(ge=0, le=2**62)]
+DeviceId = Annotated[int, msgspec.Meta(ge=1, le=MAX_SAFE_INTEGER)]
+InboxSeq = Annotated[int, msgspec.Meta(ge=0, le=MAX_SAFE_INTEGER)]
 ServerMessageId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Ciphertext = Annotated[bytes, msgspec.Meta(min_length=1, max_length=limits.MAX_COPY_BYTES)]
 ReceiptKind = Literal["delivered", "decrypted", "read", "decrypt-failed"]
@@ -100,7 +103,7 @@ class GroupSend(Frame, frozen=True, tag="group_send"):
 
     id: ClientMessageId
     group: GroupId
-    epoch: Annotated[int, msgspec.Meta(ge=1, le=2**62)]
+    epoch: Annotated[int, msgspec.Meta(ge=1, le=MAX_SAFE_INTEGER)]
     body: Ciphertext
     keys: list[Copy] = []
     """At most ``limits.MAX_GROUP_KEY_COPIES``, else ``too-many-recipients``."""
@@ -137,7 +140,7 @@ class Watch(Frame, frozen=True, tag="watch"):
 class Ping(Frame, frozen=True, tag="ping"):
     """Application-level keepalive for clients that cannot send WebSocket pings."""
 
-    id: Annotated[int, msgspec.Meta(ge=0, le=2**53)]
+    id: Annotated[int, msgspec.Meta(ge=0, le=MAX_SAFE_INTEGER)]
 
 
 ClientFrame = Auth | Send | GroupSend | Resend | Ack | Receipt | Typing | Watch | Ping

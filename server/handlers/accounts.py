@@ -188,7 +188,7 @@ async def my_account(services: Services, caller: Caller) -> Account:
 async def update_profile(services: Services, caller: Caller, update: ProfileUpdate) -> Account:
     changes = {
         name: value
-        for name in ("display_name", "profession", "rpps", "organisation", "city")
+        for name in ("display_name", "profession", "rpps", "organisation", "city", "unlisted")
         if (value := getattr(update, name)) is not None
     }
     async with services.database.write() as connection:

@@ -21,7 +21,7 @@ from lien.protocol.api import (
     RoleChange,
     SignedPrekey,
 )
-from server.handlers import accounts, groups, keys, messaging
+from server.handlers import accounts, directory, groups, keys, messaging
 from server.http.common import authenticated, json_response, parse_body, parse_optional_body, services_of
 from server.storage import accounts as account_store
 
@@ -54,6 +54,25 @@ async def me(request: Request) -> Response:
 async def user_profile(request: Request) -> Response:
     await authenticated(request)
     return json_response(await accounts.public_profile(services_of(request), request.path_params["username"]))
+
+
+async def directory_search(request: Request) -> Response:
+    await authenticated(request)
+    params = request.query_params
+    try:
+        limit = int(params.get("limit", directory.DEFAULT_PAGE))
+    except ValueError:
+        raise errors.InvalidRequest("limit is a number.") from None
+    page = await directory.search(
+        services_of(request),
+        q=params.get("q", ""),
+        profession=params.get("profession", ""),
+        organisation=params.get("organisation", ""),
+        city=params.get("city", ""),
+        limit=limit,
+        cursor=params.get("cursor"),
+    )
+    return json_response(page)
 
 
 async def user_devices(request: Request) -> Response:
@@ -165,6 +184,7 @@ routes = [
     Route("/v1/login", login, methods=["POST"]),
     Route("/v1/logout", logout, methods=["POST"]),
     Route("/v1/me", me, methods=["GET", "PATCH"]),
+    Route("/v1/directory", directory_search, methods=["GET"]),
     Route("/v1/users/{username}", user_profile, methods=["GET"]),
     Route("/v1/users/{username}/devices", user_devices, methods=["GET"]),
     Route("/v1/users/{username}/keys/claim", claim_keys, methods=["POST"]),

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lien.protocol import errors
 from lien.protocol.api import Profile
+from server.storage.normalise import normalise
 from server.storage.schema import invites, sessions, users
 
 
@@ -30,7 +32,17 @@ class SessionRow:
     expires_at: int
 
 
-_PROFILE_COLUMNS = ("display_name", "profession", "rpps", "organisation", "city")
+_PROFILE_COLUMNS = ("display_name", "profession", "rpps", "organisation", "city", "unlisted")
+
+
+def _normalised_columns(username: str, profile: dict[str, Any]) -> dict[str, str]:
+    """The directory's search columns for these profile values (docs/protocol.md §4.7)."""
+    return {
+        "norm_name": normalise(f"{profile['display_name']} {username}"),
+        "norm_profession": normalise(profile["profession"]),
+        "norm_organisation": normalise(profile["organisation"]),
+        "norm_city": normalise(profile["city"]),
+    }
 
 
 def _user_from(row: object) -> UserRow:
@@ -49,6 +61,7 @@ async def create_user(
 ) -> int:
     """Insert the user; raises UsernameTaken when the name exists (also under a race)."""
     values = {column: getattr(profile, column) for column in _PROFILE_COLUMNS}
+    values.update(_normalised_columns(username, values))
     try:
         async with connection.begin_nested():
             result = await connection.execute(
@@ -83,12 +96,59 @@ async def usernames_by_id(connection: AsyncConnection, user_ids: list[int]) -> d
     return {row.id: row.username for row in rows}
 
 
-async def update_profile(connection: AsyncConnection, user_id: int, changes: dict[str, str]) -> None:
+async def update_profile(connection: AsyncConnection, user_id: int, changes: dict[str, Any]) -> None:
     unknown = set(changes) - set(_PROFILE_COLUMNS)
     if unknown:
         raise ValueError(f"not profile columns: {sorted(unknown)}")
-    if changes:
-        await connection.execute(update(users).where(users.c.id == user_id).values(**changes))
+    if not changes:
+        return
+    current = await user_by_id(connection, user_id)
+    if current is None:
+        return
+    merged = {column: getattr(current.profile, column) for column in _PROFILE_COLUMNS} | changes
+    values = changes | _normalised_columns(current.username, merged)
+    await connection.execute(update(users).where(users.c.id == user_id).values(**values))
+
+
+@dataclass(frozen=True)
+class DirectoryQuery:
+    """Normalised search terms; every term of ``words`` must appear in the name (display name or username)."""
+
+    words: list[str]
+    profession: str = ""
+    organisation: str = ""
+    city: str = ""
+    after: tuple[str, int] | None = None
+    """Keyset cursor: the (norm_name, id) of the last result of the previous page."""
+
+
+def _contains(column: Any, value: str) -> Any:
+    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return column.like(f"%{escaped}%", escape="\\")
+
+
+async def search_directory(
+    connection: AsyncConnection, query: DirectoryQuery, limit: int
+) -> list[tuple[UserRow, str]]:
+    """Listed users matching every criterion, by name; each with its ``norm_name`` (for the cursor)."""
+    conditions: list[Any] = [users.c.unlisted.is_(False)]
+    conditions += [_contains(users.c.norm_name, word) for word in query.words]
+    for column, value in (
+        (users.c.norm_profession, query.profession),
+        (users.c.norm_organisation, query.organisation),
+        (users.c.norm_city, query.city),
+    ):
+        if value:
+            conditions.append(_contains(column, value))
+    if query.after is not None:
+        name, last_id = query.after
+        conditions.append(
+            or_(users.c.norm_name > name, and_(users.c.norm_name == name, users.c.id > last_id))
+        )
+    rows = await connection.execute(
+        select(users).where(*conditions).order_by(users.c.norm_name, users.c.id).limit(limit)
+    )
+    return [(_user_from(row), row.norm_name) for row in rows]
 
 
 async def create_session(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     ForeignKey,
     Index,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData()
@@ -37,6 +39,13 @@ users = Table(
     Column("organisation", String(128), nullable=False, server_default=""),
     Column("city", String(128), nullable=False, server_default=""),
     Column("created_at", BigInteger, nullable=False),
+    # The directory ("liste rouge" users are left out of searches) and its accent- and case-free copies.
+    Column("unlisted", Boolean, nullable=False, server_default=false()),
+    Column("norm_name", String(300), nullable=False, server_default=""),
+    Column("norm_profession", String(128), nullable=False, server_default=""),
+    Column("norm_organisation", String(128), nullable=False, server_default=""),
+    Column("norm_city", String(128), nullable=False, server_default=""),
+    Index("ix_users_directory", "norm_name", "id"),
 )
 
 devices = Table(

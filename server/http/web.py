@@ -1,0 +1,95 @@
+"""Serving the browser client: its page, its modules and the vendored libsodium (docs/operations.md).
+
+The page is served with a strict Content-Security-Policy: scripts only from
+this origin, the inline import map allowed by its hash, WebAssembly compiled
+(libsodium runs as WebAssembly), connections only to this origin. Only the
+folders the page needs are served, never ``node_modules`` as a whole.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+SERVED_FOLDERS = ("src", "app", "assets")
+_ESM = "dist/modules-sumo-esm"
+VENDORED = {
+    "libsodium-wrappers-sumo/libsodium-wrappers.mjs": f"node_modules/libsodium-wrappers-sumo/{_ESM}/libsodium-wrappers.mjs",
+    "libsodium-sumo/libsodium-sumo.mjs": f"node_modules/libsodium-sumo/{_ESM}/libsodium-sumo.mjs",
+}
+"""URL path under /vendor/ -> file under the client's folder (npm ci installs them)."""
+_IMPORT_MAP = re.compile(r'<script type="importmap">(.*?)</script>', re.DOTALL)
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+}
+
+
+def content_security_policy(page: str) -> str:
+    """The page's policy; inline scripts are allowed only by hash (the import map)."""
+    hashes = [
+        "'sha256-" + base64.b64encode(hashlib.sha256(script.encode()).digest()).decode() + "'"
+        for script in _IMPORT_MAP.findall(page)
+    ]
+    return "; ".join(
+        [
+            "default-src 'none'",
+            "script-src 'self' 'wasm-unsafe-eval' " + " ".join(hashes),
+            "style-src 'self'",
+            "img-src 'self' data:",
+            "font-src 'self'",
+            "connect-src 'self'",
+            "manifest-src 'self'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        ]
+    )
+
+
+def routes(web_dir: Path | None) -> list[BaseRoute]:
+    """The client's routes, or a page saying it is not installed."""
+    index = None if web_dir is None else web_dir / "index.html"
+    if web_dir is None or index is None or not index.is_file():
+
+        async def missing(_request: Request) -> Response:
+            return HTMLResponse(
+                "<!doctype html><title>Lien</title><p>The web client is not installed on this node.</p>",
+                status_code=404,
+                headers=SECURITY_HEADERS,
+            )
+
+        return [Route("/", missing, methods=["GET"])]
+
+    page = index.read_text(encoding="utf-8")
+    page_headers = {**SECURITY_HEADERS, "Content-Security-Policy": content_security_policy(page)}
+
+    async def home(_request: Request) -> Response:
+        return HTMLResponse(page, headers={**page_headers, "Cache-Control": "no-cache"})
+
+    async def vendored(request: Request) -> Response:
+        relative = VENDORED.get(request.path_params["path"])
+        file = None if relative is None else web_dir / relative
+        if file is None or not file.is_file():
+            return Response("Not found", status_code=404, media_type="text/plain")
+        return FileResponse(file, media_type="text/javascript", headers=SECURITY_HEADERS)
+
+    served: list[BaseRoute] = [
+        Route("/", home, methods=["GET"]),
+        Route("/vendor/{path:path}", vendored, methods=["GET"]),
+    ]
+    for folder in SERVED_FOLDERS:
+        if (web_dir / folder).is_dir():
+            served.append(Mount(f"/{folder}", StaticFiles(directory=web_dir / folder), name=folder))
+    return served
