@@ -19,10 +19,11 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 SERVED_FOLDERS = ("src", "app", "assets")
-_ESM = "dist/modules-sumo-esm"
+_WRAPPERS = "libsodium-wrappers-sumo/libsodium-wrappers.mjs"
+_SODIUM = "libsodium-sumo/libsodium-sumo.mjs"
 VENDORED = {
-    "libsodium-wrappers-sumo/libsodium-wrappers.mjs": f"node_modules/libsodium-wrappers-sumo/{_ESM}/libsodium-wrappers.mjs",
-    "libsodium-sumo/libsodium-sumo.mjs": f"node_modules/libsodium-sumo/{_ESM}/libsodium-sumo.mjs",
+    _WRAPPERS: "node_modules/libsodium-wrappers-sumo/dist/modules-sumo-esm/libsodium-wrappers.mjs",
+    _SODIUM: "node_modules/libsodium-sumo/dist/modules-sumo-esm/libsodium-sumo.mjs",
 }
 """URL path under /vendor/ -> file under the client's folder (npm ci installs them)."""
 _IMPORT_MAP = re.compile(r'<script type="importmap">(.*?)</script>', re.DOTALL)
