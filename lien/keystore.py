@@ -31,6 +31,7 @@ import nacl.pwhash
 
 from lien.crypto.errors import KeystoreCorrupt, KeystoreExists, WrongPassword
 from lien.crypto.keys import IdentityKeyPair, OneTimePrekeyPair, SignedPrekeyPair
+from lien.protocol.frames import Status
 
 FILE_NAME: Final = "keystore.lien"
 _MAGIC: Final = b"LIENKS"
@@ -62,6 +63,18 @@ class SentRecord(msgspec.Struct, frozen=True):
     """Devices already sent a repaired copy (one repair per device)."""
 
 
+class KeptReceipt(msgspec.Struct, frozen=True):
+    """A receipt for a message this device sent, signature verified: kept as proof (docs/protocol.md §10.4)."""
+
+    kind: str
+    by: str
+    by_device: int
+    at: int
+    ciphertext_sha256: bytes
+    device_time: int
+    signature: bytes
+
+
 class _Contents(msgspec.Struct, kw_only=True):
     """Everything the keystore holds; new fields get defaults so older files still open."""
 
@@ -83,6 +96,8 @@ class _Contents(msgspec.Struct, kw_only=True):
     """Per correspondent: the device identities the user accepted (see lien.sdk.trust)."""
     sent: dict[str, SentRecord] = {}
     """Server message id -> what was sent, the last ``SENT_KEPT`` messages."""
+    receipts: dict[str, list[KeptReceipt]] = {}
+    """Server message id -> its verified receipts, for the last ``SENT_KEPT`` messages that got one."""
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -308,6 +323,26 @@ class Keystore:
 
     def sent_message(self, message_id: str) -> SentRecord | None:
         return self._contents.sent.get(message_id)
+
+    def remember_receipt(self, message_id: str, receipt: Status) -> None:
+        kept = self._contents.receipts
+        entries = kept.setdefault(message_id, [])
+        entries.append(
+            KeptReceipt(
+                kind=receipt.kind,
+                by=receipt.by,
+                by_device=receipt.by_device,
+                at=receipt.at,
+                ciphertext_sha256=receipt.hash,
+                device_time=receipt.device_time,
+                signature=receipt.signature,
+            )
+        )
+        while len(kept) > SENT_KEPT:
+            del kept[next(iter(kept))]
+
+    def kept_receipts(self, message_id: str) -> list[KeptReceipt]:
+        return list(self._contents.receipts.get(message_id, []))
 
     # --- delivery ----------------------------------------------------------
 

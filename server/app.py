@@ -15,9 +15,10 @@ from lien.protocol.errors import LienError
 from server.broker import make_broker
 from server.http import api, ops, web
 from server.http.common import on_http_exception, on_lien_error, on_unexpected
+from server.ledger_signer import LedgerSigner, load_or_create_key
 from server.metrics import Metrics
 from server.presence import make_presence
-from server.services import Services
+from server.services import Services, now_ms
 from server.settings import Settings
 from server.storage.committer import GroupCommitter
 from server.storage.database import Database
@@ -43,6 +44,12 @@ def create_app(settings: Settings) -> Starlette:
         presence = make_presence(settings.redis_url)
         hub = Hub()
         committer = GroupCommitter(database, workers=2 if database.is_postgres else 1)
+        signer = LedgerSigner(
+            database,
+            load_or_create_key(settings.effective_ledger_key_file),
+            interval=settings.ledger_sign_interval,
+            clock=now_ms,
+        )
         services = Services(
             settings=settings,
             database=database,
@@ -51,12 +58,14 @@ def create_app(settings: Settings) -> Starlette:
             presence=presence,
             metrics=Metrics(),
             hub=hub,
+            signer=signer,
         )
         committer.on_batch = services.metrics.commit_batch.observe
         await broker.start()
         broker.on_resync(hub.resync)
         await presence.start()
         committer.start()
+        signer.start()
         app.state.services = services
         logger.info(
             "node %s ready (storage %s, broker %s)",
@@ -69,6 +78,7 @@ def create_app(settings: Settings) -> Starlette:
         finally:
             logger.info("node %s shutting down", settings.effective_node_name)
             await hub.close_all()
+            await signer.close()
             await committer.close()
             await presence.close()
             await broker.close()

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from server.broker import Broker
+from server.ledger_signer import LedgerSigner
 from server.metrics import Metrics
 from server.presence import PresenceStore
 from server.settings import Settings
@@ -43,6 +44,7 @@ class Services:
     presence: PresenceStore
     metrics: Metrics
     hub: Hub
+    signer: LedgerSigner
     clock: Callable[[], int] = now_ms
     user_ids: dict[str, int] = field(default_factory=dict)
     """username -> user id; usernames never change, so entries never go stale."""

@@ -34,6 +34,10 @@ class Settings:
     """Members per group, the creator included (at most ``limits.MAX_GROUP_MEMBERS_CEILING``)."""
     node_name: str = ""
     """Shown in /healthz and logs; defaults to host:port."""
+    ledger_key_file: Path | None = None
+    """The ledger signing key (hex Ed25519 seed); None means ``<data_dir>/ledger.key``, created if missing."""
+    ledger_sign_interval: float = 1.0
+    """Seconds between signatures of the ledger head (when it moved)."""
     web_dir: Path | None = None
     """The browser client's folder; None means the ``web_client`` folder next to ``server`` when present."""
 
@@ -46,6 +50,10 @@ class Settings:
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'lien.db').resolve()}"
+
+    @property
+    def effective_ledger_key_file(self) -> Path:
+        return self.ledger_key_file or self.data_dir / "ledger.key"
 
     @property
     def effective_web_dir(self) -> Path | None:
@@ -98,6 +106,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("migrate_on_start", "--migrate-on-start", "apply database migrations when serving"),
     Option("max_group_members", "--max-group-members", "members per care-team group, the creator included"),
     Option("node_name", "--node-name", "name of this node in logs and /healthz"),
+    Option(
+        "ledger_key_file",
+        "--ledger-key-file",
+        "the ledger signing key (default <data-dir>/ledger.key)",
+        secret=True,
+    ),
+    Option("ledger_sign_interval", "--ledger-sign-interval", "seconds between signatures of the ledger head"),
     Option("web_dir", "--web-dir", "folder of the browser client to serve at / (default: the bundled one)"),
 )
 
@@ -119,6 +134,8 @@ def _convert(name: str, raw: str) -> object:
     field_type = {f.name: f.type for f in dataclasses.fields(Settings)}[name]
     if field_type == "int":
         return int(raw)
+    if field_type == "float":
+        return float(raw)
     if field_type == "bool":
         return _parse_bool(raw)
     if field_type == "Path | None":

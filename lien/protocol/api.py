@@ -231,6 +231,17 @@ class GroupRename(Body, frozen=True):
     name: GroupName
 
 
+class LedgerKey(Body, frozen=True):
+    key_id: str
+    public_key: bytes
+    first_used_at: Millis | None
+    """When it first signed a head; None for a node's key that has signed nothing yet."""
+
+
+class LedgerKeys(Body, frozen=True):
+    keys: list[LedgerKey]
+
+
 class ErrorBody(Body, frozen=True):
     code: str
     message: str

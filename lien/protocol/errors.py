@@ -224,6 +224,13 @@ class NotARecipient(LienError):
     public_message = "Only a recipient of a message can send a receipt for it."
 
 
+class InvalidReceipt(LienError):
+    """The receipt's signature does not verify with the device's identity key, or its hash matches no copy."""
+
+    code = "invalid-receipt"
+    public_message = "The receipt is not signed by this device over a ciphertext it received."
+
+
 class NotAContact(LienError):
     code = "not-a-contact"
     http_status = 403

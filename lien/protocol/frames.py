@@ -115,11 +115,23 @@ class Ack(Frame, frozen=True, tag="ack"):
     up_to: InboxSeq
 
 
-class Receipt(Frame, frozen=True, tag="receipt"):
-    """The recipient device reports what happened to a message it received."""
+Sha256 = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
+Signature = Annotated[bytes, msgspec.Meta(min_length=64, max_length=64)]
+
+
+class Receipt(Frame, frozen=True, tag="receipt", kw_only=True):
+    """The recipient device reports what happened to a message it received, and signs it (§10.4).
+
+    ``hash`` is the SHA-256 of the ciphertext the device received; ``at`` the
+    device's clock; ``signature`` its identity key's Ed25519 signature over
+    ``lien.ledger.receipt_signing_input``.
+    """
 
     message: ServerMessageId
     kind: ReceiptKind
+    hash: Sha256
+    at: Annotated[int, msgspec.Meta(ge=0, le=MAX_SAFE_INTEGER)]
+    signature: Signature
 
 
 class Typing(Frame, frozen=True, tag="typing", kw_only=True):
@@ -189,8 +201,12 @@ class Deliver(Frame, frozen=True, tag="message", kw_only=True):
     at: Millis
 
 
-class Status(Frame, frozen=True, tag="status"):
-    """A receipt about a message this user sent, from the inbox; ack ``seq`` too."""
+class Status(Frame, frozen=True, tag="status", kw_only=True):
+    """A receipt about a message this user sent, from the inbox; ack ``seq`` too.
+
+    ``at`` is when the server recorded it; ``hash``, ``device_time`` and
+    ``signature`` are the receiving device's signed receipt, to verify and keep.
+    """
 
     seq: int
     message: str
@@ -198,6 +214,9 @@ class Status(Frame, frozen=True, tag="status"):
     by: str
     by_device: int
     at: Millis
+    hash: bytes
+    device_time: int
+    signature: bytes
 
 
 GroupEventKind = Literal[

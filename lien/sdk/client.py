@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import random
 import secrets
@@ -23,6 +24,7 @@ from typing import Any
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from lien import ledger
 from lien.crypto.errors import CryptoError
 from lien.crypto.payload import Conversation, DeviceAddress, Payload
 from lien.crypto.safety import SafetyNumber
@@ -310,12 +312,7 @@ class Client:
             case proto.InboxItem(frame=frames.Deliver() as deliver):
                 await self._on_message(deliver)
             case proto.InboxItem(frame=frames.Status() as status):
-                if status.kind == "decrypt-failed":
-                    self._spawn(self._repair(status.message, DeviceAddress(status.by, status.by_device)))
-                self._events.put_nowait(
-                    Receipt(status.message, status.kind, status.by, status.by_device, from_millis(status.at))
-                )
-                self._handled(status.seq)
+                await self._on_status(status)
             case proto.Ephemeral(frame=frames.TypingEvent() as typing):
                 self._events.put_nowait(Typing(typing.sender, typing.sender_device, typing.active))
             case proto.Ephemeral(frame=frames.Presence() as presence):
@@ -543,7 +540,7 @@ class Client:
                 )
             )
             await self._send_or_queue(
-                codec.encode(frames.Receipt(message=deliver.message, kind="decrypt-failed"))
+                self._receipt(deliver.message, "decrypt-failed", hashlib.sha256(deliver.body).digest())
             )
             self._handled(deliver.seq)
             return
@@ -561,12 +558,65 @@ class Client:
             signature=signed.signature,
             payload=signed.encoded,
             signer_key=signed.signer,
+            ciphertext_sha256=hashlib.sha256(deliver.body).digest(),
             outgoing=outgoing,
         )
         self._messages.put_nowait(message)
         if not outgoing:
-            await self._send_or_queue(codec.encode(frames.Receipt(message=deliver.message, kind="decrypted")))
+            await self._send_or_queue(self._receipt(deliver.message, "decrypted", message.ciphertext_sha256))
         self._handled(deliver.seq)
+
+    async def _on_status(self, status: frames.Status) -> None:
+        """Verify the receiving device's signature, keep the receipt with the sent message, report it."""
+        identity = await self._directory.identity_of(status.by, status.by_device)
+        signed = ledger.receipt_signing_input(
+            message=status.message,
+            kind=status.kind,
+            ciphertext_sha256=status.hash if len(status.hash) == 32 else bytes(32),
+            device_time=status.device_time,
+            by=status.by,
+            by_device=status.by_device,
+        )
+        verified = identity is not None and identity.verify(signed, status.signature)
+        if not verified:
+            logger.warning("a %s receipt for %s carries no valid signature", status.kind, status.message)
+        receipt = Receipt(
+            status.message,
+            status.kind,
+            status.by,
+            status.by_device,
+            from_millis(status.at),
+            verified=verified,
+            ciphertext_sha256=status.hash,
+            device_time=from_millis(status.device_time),
+            signature=status.signature,
+        )
+        if verified:
+            self.keystore.remember_receipt(status.message, status)
+        if status.kind == "decrypt-failed" and verified:
+            self._spawn(self._repair(status.message, DeviceAddress(status.by, status.by_device)))
+        self._events.put_nowait(receipt)
+        self._handled(status.seq)
+
+    def _receipt(self, message_id: str, kind: frames.ReceiptKind, ciphertext_sha256: bytes) -> bytes:
+        """A receipt frame signed by this device's identity key (docs/protocol.md §10.4)."""
+        at = _now_ms()
+        signed = ledger.receipt_signing_input(
+            message=message_id,
+            kind=kind,
+            ciphertext_sha256=ciphertext_sha256,
+            device_time=at,
+            by=self.username,
+            by_device=self.device_id,
+        )
+        frame = frames.Receipt(
+            message=message_id,
+            kind=kind,
+            hash=ciphertext_sha256,
+            at=at,
+            signature=self.keystore.identity.sign(signed),
+        )
+        return codec.encode(frame)
 
     def _handled(self, seq: int) -> None:
         self._protocol.handled(seq)
@@ -600,7 +650,7 @@ class Client:
         """Tell the sender (and your other devices) that the message was read."""
         if message.outgoing:
             return
-        await self._send_or_queue(codec.encode(frames.Receipt(message=message.id, kind="read")))
+        await self._send_or_queue(self._receipt(message.id, "read", message.ciphertext_sha256))
 
     async def set_typing(self, to: str, active: bool = True) -> None:
         """Ephemeral: dropped rather than queued while disconnected."""

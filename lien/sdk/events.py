@@ -40,6 +40,8 @@ class Message:
     """The canonical signed payload (§3.8.1): sender, recipient, conversation, ids, time and text."""
     signer_key: bytes
     """The sender device's Ed25519 identity key."""
+    ciphertext_sha256: bytes = b""
+    """SHA-256 of the ciphertext this device received; its signed receipts name it."""
 
     @property
     def peer(self) -> str:
@@ -60,13 +62,23 @@ class Message:
 
 @dataclass(frozen=True)
 class Receipt:
-    """A status of a message you sent (or, for ``read``, one you read on another device)."""
+    """A status of a message you sent (or, for ``read``, one you read on another device).
+
+    ``verified`` says that ``signature`` is the receiving device's signature
+    over the message id, the kind, the hash of the ciphertext it received and
+    its clock (``device_time``): the sender keeps it as proof (docs/protocol.md §10.4).
+    """
 
     message_id: str
     kind: str
     by: str
     by_device: int
     at: datetime
+    """When the server recorded it."""
+    verified: bool = False
+    ciphertext_sha256: bytes = b""
+    device_time: datetime | None = None
+    signature: bytes = b""
 
 
 @dataclass(frozen=True)

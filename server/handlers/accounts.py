@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from lien import ledger as chain
 from lien.crypto.keys import verify_signed_prekey
 from lien.protocol import errors, limits
 from lien.protocol.api import (
@@ -22,7 +23,7 @@ from server.handlers import groups, keys
 from server.handlers.passwords import hash_password, verify_password
 from server.handlers.tokens import invite_hash, new_invite_code, new_token, token_hash
 from server.services import Caller, Services
-from server.storage import accounts, devices
+from server.storage import accounts, devices, ledger
 from server.ws import notices
 
 INVITE_TTL_MS = 14 * 24 * 3600 * 1000
@@ -60,6 +61,7 @@ async def register(services: Services, request: RegisterRequest) -> SessionGrant
         device_id = await devices.add_device(
             connection, user_id=user_id, registration=request.device, now=now
         )
+        await _record_device(connection, request.username, device_id, request.device, now)
         expires_at = await _open_session(services, connection, user_id, device_id, token, now)
     services.user_ids[request.username] = user_id
     return SessionGrant(token=token, user=request.username, device=device_id, expires_at=expires_at)
@@ -89,12 +91,27 @@ async def login(services: Services, request: LoginRequest) -> SessionGrant:
             device_id = await devices.add_device(
                 connection, user_id=user.id, registration=request.device, now=now
             )
+            await _record_device(connection, user.username, device_id, request.device, now)
         expires_at = await _open_session(services, connection, user.id, device_id, token, now)
     if request.device is not None:
         await keys.announce_devices_changed(services, user.id, user.username)
         caller = Caller(user_id=user.id, username=user.username, device_id=device_id, session_id=0)
         await groups.devices_changed(services, caller)
     return SessionGrant(token=token, user=user.username, device=device_id, expires_at=expires_at)
+
+
+async def _record_device(
+    connection: AsyncConnection, username: str, device_id: int, registration: DeviceRegistration, now: int
+) -> None:
+    """The ledger keeps every device's identity keys: proofs check signatures against them (§10.1)."""
+    entry = chain.DeviceRegistered(
+        user=username,
+        device=device_id,
+        signing_key=registration.identity_signing_key,
+        exchange_key=registration.identity_exchange_key,
+        at=now,
+    )
+    await ledger.append(connection, [(entry, f"d{device_id}")], now)
 
 
 async def _open_session(
@@ -165,6 +182,8 @@ async def remove_device(services: Services, caller: Caller, device_id: int) -> N
         now = services.clock()
         await accounts.revoke_device_sessions(connection, device_id, now)
         await devices.remove_device(connection, device_id, now)
+        removed = chain.DeviceRemoved(user=caller.username, device=device_id, at=now)
+        await ledger.append(connection, [(removed, f"d{device_id}")], now)
     await _publish(services, notices.device_channel(device_id), notices.revoked(None))
     await keys.announce_devices_changed(services, caller.user_id, caller.username)
     await groups.devices_changed(services, caller)

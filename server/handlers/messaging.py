@@ -7,6 +7,7 @@ only then is a notice published for the nodes holding those devices' sockets.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from lien import ledger as chain
 from lien.protocol import errors, frames, limits
 from lien.protocol.codec import encode
 from server.broker import BrokerUnavailable
@@ -164,6 +166,27 @@ async def _store_envelope(
             created_at=now,
         ),
     )
+    hashes = [(copy.device, hashlib.sha256(copy.body).digest()) for copy in send.copies]
+    await messages.insert_copy_hashes(connection, [(message_id, device, sha256) for device, sha256 in hashes])
+    writes.record(
+        chain.MessageAccepted(
+            message=message_id,
+            client_id=send.id,
+            sender=caller.username,
+            sender_device=caller.device_id,
+            recipient=send.to,
+            copies=[
+                chain.CopyHash(
+                    user=caller.username if addressed[device] == caller.user_id else send.to,
+                    device=device,
+                    sha256=sha256.hex(),
+                )
+                for device, sha256 in hashes
+            ],
+            at=now,
+        ),
+        message_id,
+    )
     deliver_frame = _deliver_builder(message_id, caller, now, to=send.to)
     entries = [
         writes.add(copy.device, INBOX_MESSAGE, message_id, now, deliver_frame(copy.body))
@@ -206,6 +229,22 @@ async def _store_resend(
         build = _deliver_builder(
             message.id, caller, message.created_at, to=usernames[message.recipient_user_id]
         )
+    hashes = [(copy.device, hashlib.sha256(copy.body).digest()) for copy in resend.copies]
+    await messages.insert_copy_hashes(connection, [(message.id, device, sha256) for device, sha256 in hashes])
+    owners = await accounts.usernames_by_id(connection, sorted({addressed[device] for device, _ in hashes}))
+    writes.record(
+        chain.MessageResent(
+            message=message.id,
+            sender=caller.username,
+            sender_device=caller.device_id,
+            copies=[
+                chain.CopyHash(user=owners[addressed[device]], device=device, sha256=sha256.hex())
+                for device, sha256 in hashes
+            ],
+            at=now,
+        ),
+        message.id,
+    )
     entries = [
         writes.add(copy.device, INBOX_MESSAGE, message.id, now, build(copy.body)) for copy in resend.copies
     ]
@@ -240,8 +279,11 @@ async def _store_group_send(
         )
     if send.epoch != group.epoch:
         raise errors.StaleMembership(details={"epoch": group.epoch})
-    member_ids = [member.user_id for member in await group_store.members(connection, send.group)]
-    targets = sorted(set(await devices.device_ids_of(connection, member_ids)) - {caller.device_id})
+    members = {
+        member.user_id: member.username for member in await group_store.members(connection, send.group)
+    }
+    device_owners = await devices.device_ids_of(connection, list(members))
+    targets = sorted(set(device_owners) - {caller.device_id})
     keys = {copy.device: copy.body for copy in send.keys}
     if len(keys) != len(send.keys):
         raise errors.MalformedFrame("Each device may appear only once in `keys`.")
@@ -262,6 +304,22 @@ async def _store_group_send(
             group_id=send.group,
             body=send.body,
         ),
+    )
+    body_sha256 = hashlib.sha256(send.body).hexdigest()
+    writes.record(
+        chain.MessageAccepted(
+            message=message_id,
+            client_id=send.id,
+            sender=caller.username,
+            sender_device=caller.device_id,
+            group=send.group,
+            copies=[
+                chain.CopyHash(user=members[device_owners[device]], device=device, sha256=body_sha256)
+                for device in targets
+            ],
+            at=now,
+        ),
+        message_id,
     )
     build = _group_deliver_builder(message_id, caller, send.group, send.body, now)
     entries = [
@@ -422,13 +480,34 @@ async def _store_receipt(
     is_own_copy = message.sender_user_id == caller.user_id and message.sender_device_id != caller.device_id
     if not (is_recipient or (receipt.kind == "decrypt-failed" and is_own_copy)):
         raise errors.NotARecipient()
+    await _check_receipt_signature(connection, caller, receipt)
     audience = [message.sender_user_id] + ([caller.user_id] if receipt.kind == "read" else [])
     targets = sorted(d for d in await devices.device_ids_of(connection, audience) if d != caller.device_id)
     row = messages.ReceiptRow(
-        message_id=message.id, device_id=caller.device_id, user_id=caller.user_id, kind=receipt.kind, at=now
+        message_id=message.id,
+        device_id=caller.device_id,
+        user_id=caller.user_id,
+        kind=receipt.kind,
+        at=now,
+        sha256=receipt.hash,
+        device_time=receipt.at,
+        signature=receipt.signature,
     )
     if not await messages.insert_receipt(connection, row):
         return []
+    writes.record(
+        chain.ReceiptRecorded(
+            message=message.id,
+            kind=receipt.kind,
+            by=caller.username,
+            by_device=caller.device_id,
+            sha256=receipt.hash.hex(),
+            device_time=receipt.at,
+            signature=receipt.signature,
+            at=now,
+        ),
+        message.id,
+    )
 
     def build(seq: int) -> bytes:
         status = frames.Status(
@@ -438,10 +517,36 @@ async def _store_receipt(
             by=caller.username,
             by_device=caller.device_id,
             at=now,
+            hash=receipt.hash,
+            device_time=receipt.at,
+            signature=receipt.signature,
         )
         return encode(status)
 
     return [writes.add(device_id, INBOX_STATUS, message.id, now, build) for device_id in targets]
+
+
+async def _check_receipt_signature(
+    connection: AsyncConnection, caller: Caller, receipt: frames.Receipt
+) -> None:
+    """The caller's device signed this receipt, over the hash of a ciphertext stored for it (§10.4)."""
+    device = await devices.get_device(connection, caller.device_id)
+    if device is None:
+        raise errors.AuthenticationFailed()
+    signed = chain.receipt_signing_input(
+        message=receipt.message,
+        kind=receipt.kind,
+        ciphertext_sha256=receipt.hash,
+        device_time=receipt.at,
+        by=caller.username,
+        by_device=caller.device_id,
+    )
+    if not chain.verify_signature(device.identity_signing_key, signed, receipt.signature):
+        raise errors.InvalidReceipt(
+            "The receipt's signature does not verify with this device's identity key."
+        )
+    if receipt.hash not in await messages.copy_hashes(connection, receipt.message, caller.device_id):
+        raise errors.InvalidReceipt("The receipt names a ciphertext that was never stored for this device.")
 
 
 async def ack(services: Services, caller: Caller, up_to: int) -> None:

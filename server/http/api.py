@@ -21,7 +21,7 @@ from lien.protocol.api import (
     RoleChange,
     SignedPrekey,
 )
-from server.handlers import accounts, directory, groups, keys, messaging
+from server.handlers import accounts, directory, groups, keys, messaging, proofs
 from server.http.common import authenticated, json_response, parse_body, parse_optional_body, services_of
 from server.storage import accounts as account_store
 
@@ -95,6 +95,17 @@ async def prekeys(request: Request) -> Response:
         upload = await parse_body(request, PrekeyUpload)
         return json_response(await keys.upload_prekeys(services, caller, upload))
     return json_response(await keys.prekey_status(services, caller))
+
+
+async def message_proof(request: Request) -> Response:
+    caller = await authenticated(request)
+    return json_response(
+        await proofs.proof_for(services_of(request), caller, request.path_params["message_id"])
+    )
+
+
+async def ledger_keys(request: Request) -> Response:
+    return json_response(await proofs.ledger_keys(services_of(request)))
 
 
 async def my_devices(request: Request) -> Response:
@@ -193,6 +204,8 @@ routes = [
     Route("/v1/devices/self/signed-prekey", signed_prekey, methods=["PUT"]),
     Route("/v1/devices/{device_id}", remove_device, methods=["DELETE"]),
     Route("/v1/messages/{message_id}/receipts", receipts, methods=["GET"]),
+    Route("/v1/messages/{message_id}/proof", message_proof, methods=["GET"]),
+    Route("/v1/ledger/keys", ledger_keys, methods=["GET"]),
     Route("/v1/groups", groups_collection, methods=["GET", "POST"]),
     Route("/v1/groups/{group}", group, methods=["GET", "PATCH"]),
     Route("/v1/groups/{group}/members", group_members, methods=["POST"]),

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -31,8 +32,9 @@ from typing import Any, TypeVar
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from lien import ledger as chain
 from lien.protocol.errors import LienError
-from server.storage import messages
+from server.storage import ledger, messages
 from server.storage.database import Database
 
 logger = logging.getLogger(__name__)
@@ -40,6 +42,11 @@ logger = logging.getLogger(__name__)
 _TRANSIENT_STATES = frozenset({"40001", "40P01"})
 """PostgreSQL's serialization_failure and deadlock_detected."""
 _TRANSIENT_RETRIES = 2
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
 
 T = TypeVar("T")
 
@@ -50,6 +57,11 @@ class InboxWrites:
     def __init__(self) -> None:
         self.entries: list[messages.QueuedEntry] = []
         self.acks: dict[int, int] = {}
+        self.ledger: list[tuple[chain.LedgerEntry, str | None]] = []
+
+    def record(self, entry: chain.LedgerEntry, ref: str | None) -> None:
+        """Append ``entry`` to the ledger when the transaction ends (after the inbox writes)."""
+        self.ledger.append((entry, ref))
 
     def add(
         self,
@@ -91,8 +103,16 @@ class _Pending:
 
 
 class GroupCommitter:
-    def __init__(self, database: Database, *, max_batch: int = 256, workers: int = 1) -> None:
+    def __init__(
+        self,
+        database: Database,
+        *,
+        max_batch: int = 256,
+        workers: int = 1,
+        clock: Callable[[], int] = _now_ms,
+    ) -> None:
         self._database = database
+        self._clock = clock
         self._max_batch = max_batch
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._workers = workers
@@ -177,5 +197,6 @@ class GroupCommitter:
                 except LienError as refusal:
                     pending.outcome = (False, refusal)
             await messages.write_inboxes(connection, writes.entries, writes.acks)
+            await ledger.append(connection, writes.ledger, self._clock())
         if self.on_batch is not None:
             self.on_batch(len(batch))

@@ -8,6 +8,7 @@ sequence order and a device resuming "after seq N" never skips one.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.expression import Insert
 
-from server.storage.schema import contacts, devices, inbox, messages, receipts, users
+from server.storage.schema import contacts, devices, inbox, message_copies, messages, receipts, users
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,9 @@ class ReceiptRow:
     user_id: int
     kind: str
     at: int
+    sha256: bytes | None = None
+    device_time: int | None = None
+    signature: bytes | None = None
 
 
 def _insert_ignoring_conflicts(connection: AsyncConnection, table: Table) -> Insert:
@@ -99,6 +103,7 @@ async def insert_message(connection: AsyncConnection, message: StoredMessage) ->
             created_at=message.created_at,
             group_id=message.group_id,
             body=message.body,
+            body_sha256=None if message.body is None else hashlib.sha256(message.body).digest(),
         )
     )
 
@@ -287,6 +292,9 @@ async def insert_receipt(connection: AsyncConnection, receipt: ReceiptRow) -> bo
             user_id=receipt.user_id,
             kind=receipt.kind,
             at=receipt.at,
+            sha256=receipt.sha256,
+            device_time=receipt.device_time,
+            signature=receipt.signature,
         )
     )
     return bool(result.rowcount == 1)
@@ -300,7 +308,14 @@ async def receipts_for(connection: AsyncConnection, message_id: str) -> list[Rec
     )
     return [
         ReceiptRow(
-            message_id=row.message_id, device_id=row.device_id, user_id=row.user_id, kind=row.kind, at=row.at
+            message_id=row.message_id,
+            device_id=row.device_id,
+            user_id=row.user_id,
+            kind=row.kind,
+            at=row.at,
+            sha256=None if row.sha256 is None else bytes(row.sha256),
+            device_time=row.device_time,
+            signature=None if row.signature is None else bytes(row.signature),
         )
         for row in rows
     ]
@@ -323,3 +338,30 @@ async def contacts_among(connection: AsyncConnection, user_id: int, others: list
 async def contacts_of(connection: AsyncConnection, user_id: int) -> list[int]:
     rows = await connection.execute(select(contacts.c.contact_id).where(contacts.c.user_id == user_id))
     return [row.contact_id for row in rows]
+
+
+async def insert_copy_hashes(connection: AsyncConnection, rows: Sequence[tuple[str, int, bytes]]) -> None:
+    """Remember the hash of each ciphertext stored for a device: (message id, device id, sha256)."""
+    if rows:
+        await connection.execute(
+            _insert_ignoring_conflicts(connection, message_copies),
+            [
+                {"message_id": message, "device_id": device, "sha256": sha256}
+                for message, device, sha256 in rows
+            ],
+        )
+
+
+async def copy_hashes(connection: AsyncConnection, message_id: str, device_id: int) -> set[bytes]:
+    """The hashes of every ciphertext of this message a device may have received."""
+    rows = await connection.execute(
+        select(message_copies.c.sha256).where(
+            message_copies.c.message_id == message_id, message_copies.c.device_id == device_id
+        )
+    )
+    found = {bytes(row.sha256) for row in rows}
+    body = await connection.execute(select(messages.c.body_sha256).where(messages.c.id == message_id))
+    shared = body.scalar_one_or_none()
+    if shared is not None:
+        found.add(bytes(shared))
+    return found

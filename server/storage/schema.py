@@ -146,8 +146,9 @@ messages = Table(
     Column("group_id", String(32), ForeignKey("groups.id"), nullable=True),
     Column("client_id", String(64), nullable=False),
     Column("created_at", BigInteger, nullable=False),
-    # A group message's single ciphertext, stored once for every member device.
+    # A group message's single ciphertext, stored once for every member device, and its hash.
     Column("body", LargeBinary, nullable=True),
+    Column("body_sha256", LargeBinary(32), nullable=True),
     UniqueConstraint("sender_device_id", "client_id", name="uq_message_client_id"),
 )
 
@@ -179,6 +180,52 @@ receipts = Table(
     Column("kind", String(16), primary_key=True),
     Column("user_id", Id, ForeignKey("users.id"), nullable=False),
     Column("at", BigInteger, nullable=False),
+    # Signed by the receiving device over the hash of the ciphertext it received (docs/protocol.md §10.4).
+    Column("sha256", LargeBinary(32), nullable=True),
+    Column("device_time", BigInteger, nullable=True),
+    Column("signature", LargeBinary(64), nullable=True),
+)
+
+message_copies = Table(
+    "message_copies",
+    metadata,
+    # The SHA-256 of each ciphertext stored for a device (one to one copies, resent copies):
+    # what a signed receipt's hash is checked against. A group message's one body has body_sha256.
+    Column("message_id", String(40), ForeignKey("messages.id"), primary_key=True),
+    Column("device_id", Id, ForeignKey("devices.id"), primary_key=True),
+    Column("sha256", LargeBinary(32), primary_key=True),
+)
+
+ledger = Table(
+    "ledger",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("entry", LargeBinary, nullable=False),
+    Column("digest", LargeBinary(32), nullable=False),
+    Column("hash", LargeBinary(32), nullable=False),
+    # What the entry is about: a message id, or "d<device id>" for device entries.
+    Column("ref", String(48), nullable=True, index=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+ledger_head = Table(
+    "ledger_head",
+    metadata,
+    # One row (id 1): the last entry's seq and hash; locked by every append, so there is one chain.
+    Column("id", SmallInteger, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", LargeBinary(32), nullable=False),
+)
+
+ledger_signed_heads = Table(
+    "ledger_signed_heads",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("hash", LargeBinary(32), nullable=False),
+    Column("signed_at", BigInteger, nullable=False),
+    Column("key_id", String(16), nullable=False),
+    Column("public_key", LargeBinary(32), nullable=False),
+    Column("signature", LargeBinary(64), nullable=False),
 )
 
 contacts = Table(
