@@ -35,6 +35,8 @@ GROUP_AD_DOMAIN: Final = b"lien-group-message-v1\x00"
 """Prefix of a group body's AEAD associated data (§3.17.5)."""
 GROUP_BODY_SIGNATURE_DOMAIN: Final = b"lien-group-body-v1\x00"
 """Prefix of what a sender key's signing key signs (§3.17.5)."""
+DISTRIBUTION_CONTENT_TYPE: Final = "application/vnd.lien.sender-key"
+"""Content type of the pairwise payload carrying a distribution, in standard base64 (§3.17.4.3)."""
 GROUP_HEADER_SIZE: Final = 9
 SIGNATURE_SIZE: Final = primitives.ED25519_SIGNATURE_SIZE
 MIN_GROUP_BODY_BYTES: Final = GROUP_HEADER_SIZE + primitives.AEAD_TAG_SIZE + SIGNATURE_SIZE
