@@ -42,9 +42,12 @@ _Iteration = Annotated[int, msgspec.Meta(ge=0, le=END_OF_CHAIN)]
 # --- what the API objects hold -------------------------------------------------
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class SenderKeyCore:
-    """This device's sender key in one group; mutable only by :class:`~lien.crypto.group.SenderKey`."""
+    """This device's sender key in one group; mutable only by :class:`~lien.crypto.group.SenderKey`.
+
+    Holds secrets, so it does not compare (``eq=False``): compare ``to_bytes()`` with
+    :func:`hmac.compare_digest` where needed."""
 
     group_id: str
     own: DeviceAddress
@@ -60,7 +63,7 @@ class SenderKeyCore:
         return f"SenderKeyCore(group_id={self.group_id!r}, key_id={self.key_id}, iteration={self.iteration})"
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class ReceiverCore:
     """Another device's sender keys in one group, as this device holds them (oldest first, at most 2)."""
 
