@@ -13,6 +13,7 @@ JavaScript above 2**53); smaller integers are JSON numbers.
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import json
 import sys
@@ -22,14 +23,34 @@ from typing import Any
 
 from lien.crypto import primitives, x3dh
 from lien.crypto.errors import CryptoError
+from lien.crypto.group import DISTRIBUTION_CONTENT_TYPE, SenderKeyReceiver
+from lien.crypto.group import _create as _create_sender_key
+from lien.crypto.group_chain import DEFAULT_SENDER_KEY_LIMITS, MAX_RECEIVED_KEYS
+from lien.crypto.group_wire import (
+    DISTRIBUTION_VERSION,
+    GROUP_AD_DOMAIN,
+    GROUP_BODY_SIGNATURE_DOMAIN,
+    GROUP_FORMAT_VERSION,
+    MAX_GROUP_BODY_BYTES,
+    SenderKeyDistribution,
+    group_associated_data,
+    group_body_signing_input,
+    parse_group_body,
+)
 from lien.crypto.keys import IdentityKeyPair, OneTimePrekeyPair, PublicIdentity, SignedPrekeyPair
 from lien.crypto.payload import (
+    GROUP_PAYLOAD_VERSION,
+    GROUP_SIGNATURE_DOMAIN,
     Conversation,
     DeviceAddress,
+    GroupPayload,
     Payload,
     encode_plaintext,
+    group_signing_input,
+    sign_group_payload,
     sign_payload,
     signing_input,
+    verify_group_payload,
     verify_payload,
 )
 from lien.crypto.ratchet import DEFAULT_LIMITS
@@ -645,6 +666,346 @@ def body_vectors(session: Json) -> Json:
     }
 
 
+# --- group.json -------------------------------------------------------------------
+
+
+class SizedDraws:
+    """A random source for the group vectors: ``seed(label/i)[:size]``, recorded with its size."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.taken: list[bytes] = []
+
+    def __call__(self, size: int) -> bytes:
+        if not 0 < size <= 32:
+            raise ValueError("the vectors draw 1 to 32 bytes at a time")
+        value = seed(f"{self.label}/{len(self.taken)}")[:size]
+        self.taken.append(value)
+        return value
+
+
+def group_payload_json(payload: GroupPayload) -> Json:
+    return {
+        "sender": address_json(payload.sender),
+        "conversation": {"kind": payload.conversation.kind.name.lower(), "id": payload.conversation.id},
+        "client_message_id": payload.client_message_id,
+        "sent_at_ms": str(payload.sent_at_ms),
+        "content_type": payload.content_type,
+        "text": payload.text,
+    }
+
+
+def distribution_json(distribution: SenderKeyDistribution) -> Json:
+    return {
+        "group_id": distribution.group_id,
+        "key_id": distribution.key_id,
+        "iteration": distribution.iteration,
+        "chain_key": distribution.chain_key.hex(),
+        "signing_key": distribution.signing_key.hex(),
+    }
+
+
+GROUP_ID = "care-team:1234"
+
+
+def group_payload_vectors(signer: IdentityKeyPair) -> Json:
+    payloads = [
+        GroupPayload(
+            DeviceAddress("alice", 11),
+            Conversation.group(GROUP_ID),
+            "g-0001",
+            1_700_000_000_000,
+            "Kaliémie à 6,8 mmol/L — qui rappelle le patient ?",
+        ),
+        GroupPayload(
+            DeviceAddress("dr.martin", 2**62),
+            Conversation.group("a"),
+            "c:9f2e.1",
+            2**63 - 1,
+            "",
+            "text/markdown",
+        ),
+    ]
+    cases = []
+    for payload in payloads:
+        signed = sign_group_payload(signer, payload)
+        cases.append(
+            {
+                "payload": group_payload_json(payload),
+                "encoded": signed.encoded.hex(),
+                "signing_input": group_signing_input(signed.encoded).hex(),
+                "signature": signed.signature.hex(),
+                "plaintext": encode_plaintext(signed).hex(),
+            }
+        )
+    base = payloads[0].encode()
+    kind_offset = 1 + 6 + 8
+    malformed = {
+        "trailing byte": base + b"\x00",
+        "pairwise version byte": b"\x02" + base[1:],
+        "truncated": base[:-1],
+        "conversation kind user": base[:kind_offset] + b"\x01" + base[kind_offset + 1 :],
+        "unknown conversation kind": base[:kind_offset] + b"\x03" + base[kind_offset + 1 :],
+    }
+    rejected = []
+    for reason, data in malformed.items():
+        signature = signer.sign(group_signing_input(data))
+        code = error_code(
+            lambda data=data, signature=signature: verify_payload(data, signature, signer.public.signing_key)
+        )
+        rejected.append(
+            {"reason": reason, "encoded": data.hex(), "signature": signature.hex(), "error": code}
+        )
+    pairwise = sign_payload(
+        signer,
+        Payload(
+            DeviceAddress("alice", 11), DeviceAddress("bob", 22), Conversation.group(GROUP_ID), "g-1", 1, "x"
+        ),
+    )
+    code = error_code(
+        lambda: verify_group_payload(pairwise.encoded, pairwise.signature, signer.public.signing_key)
+    )
+    rejected.append(
+        {
+            "reason": "a pairwise payload and its signature, checked as a group payload",
+            "encoded": pairwise.encoded.hex(),
+            "signature": pairwise.signature.hex(),
+            "error": code,
+            "group_only": True,
+        }
+    )
+    return {"cases": cases, "rejected": rejected}
+
+
+class GroupScenario:
+    """Alice's device sends in a group; Bob, Carol (joins later) and Mallory (removed) receive."""
+
+    def __init__(self) -> None:
+        self.alice = DeviceAddress("alice", 11)
+        self.identity = identity("group/alice")
+        self.draws = SizedDraws("group/alice/random")
+        self.receivers: dict[str, SenderKeyReceiver] = {}
+        self.addresses = {
+            "bob": DeviceAddress("bob", 22),
+            "carol": DeviceAddress("carol", 33),
+            "mallory": DeviceAddress("mallory", 44),
+        }
+        self.bodies: dict[str, bytes] = {}
+        self.steps: list[Json] = []
+        self.clock = 1_700_000_000_000
+        self.key = _create_sender_key(
+            GROUP_ID, self.alice, self.identity.public, self.draws, avoid_key_id=None
+        )
+        self.steps.append(self.key_step("create"))
+
+    def key_step(self, op: str) -> Json:
+        core = self.key._core
+        return {
+            "op": op,
+            "key_id": core.key_id,
+            "chain_key": core.chain_key.hex(),
+            "signing_seed": core.signing_key.seed_bytes().hex(),
+            "signing_key": core.signing_key.public_key.hex(),
+            "draws_so_far": len(self.draws.taken),
+        }
+
+    def rotate(self) -> None:
+        self.key = _create_sender_key(
+            GROUP_ID, self.alice, self.identity.public, self.draws, avoid_key_id=self.key.key_id
+        )
+        self.steps.append(self.key_step("rotate"))
+
+    def distribute(self, names: list[str]) -> None:
+        distribution = self.key.distribution()
+        encoded = distribution.encode()
+        for name in names:
+            receiver = self.receivers.get(name)
+            if receiver is None:
+                receiver = SenderKeyReceiver.create(GROUP_ID, self.alice, self.identity.public)
+                self.receivers[name] = receiver
+            receiver.install(encoded)
+        self.steps.append(
+            {
+                "op": "distribute",
+                "to": names,
+                "distribution": encoded.hex(),
+                "parsed": distribution_json(distribution),
+                "carrier_text": base64.b64encode(encoded).decode("ascii"),
+                "key_ids_after": {name: list(self.receivers[name].key_ids) for name in names},
+            }
+        )
+
+    def send(self, label: str, text: str) -> None:
+        self.clock += 1000
+        payload = GroupPayload(self.alice, Conversation.group(GROUP_ID), label, self.clock, text)
+        core = self.key._core
+        key_id, iteration, chain_key = core.key_id, core.iteration, core.chain_key
+        message_key = primitives.kdf_ck(chain_key)[1]
+        aead_key, aead_nonce = primitives.message_aead_key(
+            message_key, info=primitives.GROUP_MESSAGE_KEY_INFO
+        )
+        signed = sign_group_payload(self.identity, payload)
+        body = self.key.encrypt(payload, self.identity)
+        parsed = parse_group_body(body)
+        self.bodies[label] = body
+        self.steps.append(
+            {
+                "op": "encrypt",
+                "label": label,
+                "payload": group_payload_json(payload),
+                "payload_bytes": signed.encoded.hex(),
+                "payload_signature": signed.signature.hex(),
+                "plaintext": encode_plaintext(signed).hex(),
+                "key_id": key_id,
+                "iteration": iteration,
+                "chain_key": chain_key.hex(),
+                "message_key": message_key.hex(),
+                "aead_key": aead_key.hex(),
+                "aead_nonce": aead_nonce.hex(),
+                "associated_data": group_associated_data(GROUP_ID, parsed.header).hex(),
+                "header": parsed.header.hex(),
+                "ciphertext": parsed.ciphertext.hex(),
+                "body_signing_input": group_body_signing_input(GROUP_ID, parsed.signed_part).hex(),
+                "body_signature": parsed.signature.hex(),
+                "body": body.hex(),
+            }
+        )
+
+    def receive(self, name: str, label: str, *, body: bytes | None = None, reason: str | None = None) -> None:
+        data = self.bodies[label] if body is None else body
+        step: Json = {"op": "decrypt", "by": name, "label": label}
+        if body is not None:
+            step["body"] = body.hex()
+            step["reason"] = reason
+        try:
+            received = self.receivers[name].decrypt(
+                data, delivered_by=self.alice, conversation=Conversation.group(GROUP_ID)
+            )
+        except CryptoError as error:
+            step["error"] = error.code
+        else:
+            step["payload_bytes"] = received.encoded.hex()
+            step["payload_signature"] = received.signature.hex()
+        self.steps.append(step)
+
+
+def group_vectors() -> Json:
+    run = GroupScenario()
+    run.distribute(["bob", "mallory"])
+    run.send("m0", "Résultat de potassium : 6,8 mmol/L.")
+    run.send("m1", "Qui peut rappeler le patient ?")
+    run.distribute(["carol"])  # Carol joins at iteration 2
+    run.send("m2", "Je m'en occupe.")
+    run.send("m3", "Merci.")
+    run.send("m4", "Contrôle demain à 8 h.")
+    run.receive("bob", "m2")  # skips 0 and 1
+    run.receive("bob", "m0")  # a skipped key
+    run.receive("bob", "m0")  # replay
+    run.receive("bob", "m1")
+    run.receive("bob", "m4")  # skips 3
+    run.receive("bob", "m3")
+    run.receive("carol", "m0")  # before Carol's iteration
+    run.receive("carol", "m2")
+    run.receive("mallory", "m1")
+    tampered = bytearray(run.bodies["m3"])
+    tampered[-1] ^= 0x01
+    run.receive("carol", "m3", body=bytes(tampered), reason="last byte of the signature flipped")
+    tampered = bytearray(run.bodies["m3"])
+    tampered[20] ^= 0x80
+    run.receive("carol", "m3", body=bytes(tampered), reason="a ciphertext bit flipped")
+    run.receive("carol", "m3")
+    run.rotate()  # Mallory is removed: a new sender key, for Bob and Carol only
+    run.distribute(["bob", "carol"])
+    run.send("m5", "Mallory ne fait plus partie de l'équipe.")
+    run.send("m6", "Nouvelle clé.")
+    run.receive("bob", "m6")
+    run.receive("bob", "m5")
+    run.receive("mallory", "m5")  # unknown-sender-key
+    run.rotate()  # another change: Carol's oldest key (the first) is dropped
+    run.distribute(["carol"])
+    run.receive("carol", "m4")  # sent under the first key, still in flight: gone now
+    run.receive("carol", "m5")  # the previous key is kept
+    signer = identity("group/payload-signer")
+    body = run.bodies["m0"]
+    rejected_bodies = {
+        "empty": b"",
+        "pairwise format 2": b"\x02" + body[1:],
+        "legacy format 1": b"\x01" + body[1:],
+        "unknown format 4": b"\x04" + body[1:],
+        "one byte short of the minimum (88 bytes)": body[:88],
+    }
+    distribution = bytes.fromhex(next(s["distribution"] for s in run.steps if s["op"] == "distribute"))
+    rejected_distributions = {
+        "empty": b"",
+        "version 3": b"\x03" + distribution[1:],
+        "trailing byte": distribution + b"\x00",
+        "truncated": distribution[:-1],
+        "empty group id": distribution[:1] + b"\x00" + distribution[2 + distribution[1] :],
+        "group id with a space": distribution[:2] + b" " + distribution[3:],
+        "signing key of small order (identity point)": distribution[:-32] + (1).to_bytes(32, "little"),
+        "signing key all zero": distribution[:-32] + bytes(32),
+        "non-canonical signing key": distribution[:-32] + b"\xff" * 31 + b"\x7f",
+    }
+    return {
+        "format": FORMAT,
+        "schema": (
+            "Sender keys (docs/protocol-group.md §3.17). 'sender': Alice's device, its identity, and its "
+            "random draws in order (each with its size: a 4-byte key_id, a 32-byte chain key, a 32-byte "
+            "Ed25519 seed per sender key; inject them as its randomness). Replay 'steps' in order: 'create' "
+            "and 'rotate' make a sender key (the keys it must yield are listed); 'distribute' gives the "
+            "current distribution (exact bytes, and carrier_text: the base64 text of the pairwise payload "
+            "that carries it) to the named receivers, each holding a receiver for Alice's device (created "
+            "empty the first time), and key_ids_after lists what each then holds; 'encrypt' signs and "
+            "encrypts payload and must produce every intermediate value and 'body' exactly; 'decrypt': "
+            "the receiver opens the body of the step labelled 'label' (or 'body' when given: a tampered "
+            "copy), delivered by Alice's device in conversation group:<group_id>, yielding payload_bytes "
+            "and payload_signature, or failing with 'error' (a §3.17.10 code) and leaving its state "
+            "unchanged. group_payloads: encodings, signing inputs and identity signatures of group "
+            "payloads, and validly signed bytes that verify_payload must refuse with 'error'. "
+            "rejected_bodies and rejected_distributions: bytes a parser must refuse, with the code."
+        ),
+        "constants": {
+            "group_format_version": GROUP_FORMAT_VERSION,
+            "distribution_version": DISTRIBUTION_VERSION,
+            "group_payload_version": GROUP_PAYLOAD_VERSION,
+            "group_message_key_info": primitives.GROUP_MESSAGE_KEY_INFO.hex(),
+            "group_ad_domain": GROUP_AD_DOMAIN.hex(),
+            "group_body_signature_domain": GROUP_BODY_SIGNATURE_DOMAIN.hex(),
+            "group_payload_signature_domain": GROUP_SIGNATURE_DOMAIN.hex(),
+            "distribution_content_type": DISTRIBUTION_CONTENT_TYPE,
+            "max_skip": DEFAULT_SENDER_KEY_LIMITS.max_skip,
+            "max_skipped_keys": DEFAULT_SENDER_KEY_LIMITS.max_skipped_keys,
+            "max_received_keys": MAX_RECEIVED_KEYS,
+            "max_body_bytes": MAX_GROUP_BODY_BYTES,
+        },
+        "group_id": GROUP_ID,
+        "sender": {
+            "address": address_json(run.alice),
+            "identity": identity_json(run.identity),
+            "random": [{"size": len(value), "bytes": value.hex()} for value in run.draws.taken],
+        },
+        "receivers": {name: address_json(address) for name, address in run.addresses.items()},
+        "steps": run.steps,
+        "group_payloads": {"signer": identity_json(signer), **group_payload_vectors(signer)},
+        "rejected_bodies": [
+            {
+                "reason": reason,
+                "body": data.hex(),
+                "error": error_code(lambda data=data: parse_group_body(data)),
+            }
+            for reason, data in rejected_bodies.items()
+        ],
+        "rejected_distributions": [
+            {
+                "reason": reason,
+                "distribution": data.hex(),
+                "error": error_code(lambda data=data: SenderKeyDistribution.decode(data)),
+            }
+            for reason, data in rejected_distributions.items()
+        ],
+    }
+
+
 def build_vectors() -> dict[str, Json]:
     session = session_vectors()
     return {
@@ -654,6 +1015,7 @@ def build_vectors() -> dict[str, Json]:
         "session.json": session,
         "body.json": body_vectors(session),
         "safety.json": safety_vectors(),
+        "group.json": group_vectors(),
     }
 
 

@@ -216,3 +216,31 @@ class KeystoreExists(KeystoreError):
 
     code = "keystore-exists"
     public_message = "A keystore already exists in this place."
+
+
+# --- groups: sender keys (docs/protocol-group.md §3.17) ---------------------------
+
+
+class UnknownSenderKey(DecryptionFailed):
+    """A group message names a sender key (``key_id``) this device does not hold for its sender device.
+
+    The distribution has not arrived yet, was lost, or the key was rotated
+    out; the SDK may ask the sender device to send its current one again.
+    """
+
+    code = "unknown-sender-key"
+    public_message = "The message was encrypted with a group key this device has not received."
+
+
+class InvalidDistribution(CryptoError):
+    """A sender-key distribution does not parse, or conflicts with a key already held under its id."""
+
+    code = "invalid-distribution"
+    public_message = "A group key received from a member's device is not valid."
+
+
+class GroupStateCorrupt(KeystoreCorrupt):
+    """A stored sender-key state does not decode or is inconsistent (docs/protocol-group.md §3.17.8)."""
+
+    code = "group-state-corrupt"
+    public_message = "A stored group key is damaged."

@@ -17,6 +17,17 @@ Encoding (all integers big-endian; ``str8`` is a uint8 byte length then UTF-8,
            || str8 content_type || str32 text
     signed  = b"lien-payload-v2\\x00" || payload
     plaintext = uint32 len(payload) || payload || signature (64) || 0x00 padding to a multiple of 256
+
+A group message (docs/protocol-group.md §3.17.6) carries a :class:`GroupPayload`
+instead: the same fields without a recipient, version byte 3, its own
+signature domain, the same framing::
+
+    group_payload = uint8 version (3)
+           || str8 sender_user || uint64 sender_device
+           || uint8 conversation_kind (2) || str8 group_id
+           || str8 client_message_id || uint64 sent_at_ms
+           || str8 content_type || str32 text
+    signed  = b"lien-group-payload-v1\\x00" || group_payload
 """
 
 from __future__ import annotations
@@ -42,6 +53,10 @@ from lien.protocol import limits
 
 PAYLOAD_VERSION: Final = 2
 SIGNATURE_DOMAIN: Final = b"lien-payload-v2\x00"
+GROUP_PAYLOAD_VERSION: Final = 3
+"""First byte of a group payload (§3.17.6); a pairwise payload starts with 2."""
+GROUP_SIGNATURE_DOMAIN: Final = b"lien-group-payload-v1\x00"
+"""Prefix of what an identity key signs for a group payload (§3.17.6)."""
 PADDING_BLOCK: Final = 256
 MAX_TEXT_BYTES: Final = 60_000
 MAX_CONTENT_TYPE_BYTES: Final = 64
@@ -64,7 +79,7 @@ class ConversationKind(IntEnum):
     USER = 1
     """A one-to-one conversation, named by the username the envelope is addressed to (``Send.to``)."""
     GROUP = 2
-    """A care-team group, named by its group id (reserved; groups come later)."""
+    """A care-team group, named by its group id (docs/protocol-group.md §3.17)."""
 
 
 def _check_username(name: str) -> str:
@@ -125,6 +140,26 @@ class Conversation:
         return cls(ConversationKind.GROUP, group_id)
 
 
+def _check_message_fields(client_message_id: str, sent_at_ms: int, content_type: str, text: str) -> None:
+    """The rules of §3.8.1 shared by pairwise and group payloads."""
+    _check_token(client_message_id, limits.MAX_CLIENT_MESSAGE_ID_CHARS)
+    _check_int(sent_at_ms, 0, MAX_SENT_AT_MS)
+    if (
+        not isinstance(content_type, str)
+        or len(content_type) > MAX_CONTENT_TYPE_BYTES
+        or not _CONTENT_TYPE.fullmatch(content_type)
+    ):
+        raise ValueError("not a valid content type")
+    if not isinstance(text, str):
+        raise TypeError("text is a str")
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValueError("text is not encodable as UTF-8") from None
+    if size > MAX_TEXT_BYTES:
+        raise ValueError(f"text is at most {MAX_TEXT_BYTES} bytes of UTF-8")
+
+
 def _str8(value: str) -> bytes:
     data = value.encode("utf-8")
     return _U8.pack(len(data)) + data
@@ -150,22 +185,7 @@ class Payload:
             raise TypeError("sender and recipient are DeviceAddress")
         if not isinstance(self.conversation, Conversation):
             raise TypeError("conversation is a Conversation")
-        _check_token(self.client_message_id, limits.MAX_CLIENT_MESSAGE_ID_CHARS)
-        _check_int(self.sent_at_ms, 0, MAX_SENT_AT_MS)
-        if (
-            not isinstance(self.content_type, str)
-            or len(self.content_type) > MAX_CONTENT_TYPE_BYTES
-            or not _CONTENT_TYPE.fullmatch(self.content_type)
-        ):
-            raise ValueError("not a valid content type")
-        if not isinstance(self.text, str):
-            raise TypeError("text is a str")
-        try:
-            size = len(self.text.encode("utf-8"))
-        except UnicodeEncodeError:
-            raise ValueError("text is not encodable as UTF-8") from None
-        if size > MAX_TEXT_BYTES:
-            raise ValueError(f"text is at most {MAX_TEXT_BYTES} bytes of UTF-8")
+        _check_message_fields(self.client_message_id, self.sent_at_ms, self.content_type, self.text)
 
     def __repr__(self) -> str:
         return (
@@ -218,6 +238,82 @@ class Payload:
         return payload
 
 
+@dataclass(frozen=True, slots=True, repr=False)
+class GroupPayload:
+    """The fields of one message to a care-team group (docs/protocol-group.md §3.17.6).
+
+    Like :class:`Payload` without a recipient: a group message is encrypted
+    once for every member device. ``conversation`` must be of kind
+    :attr:`ConversationKind.GROUP`. ``repr`` leaves out the text.
+    """
+
+    sender: DeviceAddress
+    conversation: Conversation
+    client_message_id: str
+    sent_at_ms: int
+    text: str
+    content_type: str = DEFAULT_CONTENT_TYPE
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.sender, DeviceAddress):
+            raise TypeError("sender is a DeviceAddress")
+        if not isinstance(self.conversation, Conversation):
+            raise TypeError("conversation is a Conversation")
+        if self.conversation.kind is not ConversationKind.GROUP:
+            raise ValueError("a group payload belongs to a group conversation")
+        _check_message_fields(self.client_message_id, self.sent_at_ms, self.content_type, self.text)
+
+    @property
+    def group_id(self) -> str:
+        return self.conversation.id
+
+    def __repr__(self) -> str:
+        return (
+            f"GroupPayload(sender={self.sender!r}, group_id={self.conversation.id!r}, "
+            f"client_message_id={self.client_message_id!r}, content_type={self.content_type!r}, "
+            f"text={len(self.text)} chars)"
+        )
+
+    def encode(self) -> bytes:
+        """The canonical bytes of §3.17.6."""
+        text = self.text.encode("utf-8")
+        return b"".join(
+            (
+                _U8.pack(GROUP_PAYLOAD_VERSION),
+                _str8(self.sender.user),
+                _U64.pack(self.sender.device),
+                _U8.pack(self.conversation.kind),
+                _str8(self.conversation.id),
+                _str8(self.client_message_id),
+                _U64.pack(self.sent_at_ms),
+                _str8(self.content_type),
+                _U32.pack(len(text)),
+                text,
+            )
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> GroupPayload:
+        """Parse canonical bytes; raises :class:`~lien.crypto.errors.MalformedPayload` for anything else."""
+        try:
+            reader = _Reader(data)
+            if reader.u8() != GROUP_PAYLOAD_VERSION:
+                raise MalformedPayload()
+            sender = DeviceAddress(reader.str8(), reader.u64())
+            conversation = Conversation(ConversationKind(reader.u8()), reader.str8())
+            client_message_id = reader.str8()
+            sent_at_ms = reader.u64()
+            content_type = reader.str8()
+            text = reader.str32()
+            reader.finish()
+            payload = cls(sender, conversation, client_message_id, sent_at_ms, text, content_type)
+        except (ValueError, TypeError, struct.error):
+            raise MalformedPayload() from None
+        if payload.encode() != data:
+            raise MalformedPayload()
+        return payload
+
+
 class _Reader:
     __slots__ = ("_data", "_offset")
 
@@ -250,12 +346,17 @@ class _Reader:
             raise ValueError("trailing bytes")
 
 
-# --- signatures (§3.8.2) ----------------------------------------------------
+# --- signatures (§3.8.2, §3.17.6) --------------------------------------------
 
 
 def signing_input(payload_bytes: bytes) -> bytes:
     """``b"lien-payload-v2\\x00" || payload``: what the Ed25519 signature covers."""
     return SIGNATURE_DOMAIN + payload_bytes
+
+
+def group_signing_input(payload_bytes: bytes) -> bytes:
+    """``b"lien-group-payload-v1\\x00" || group_payload``: what a group payload's signature covers."""
+    return GROUP_SIGNATURE_DOMAIN + payload_bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,37 +379,88 @@ class SignedPayload:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class SignedGroupPayload:
+    """A group payload, its canonical bytes, and the sender device's identity signature over them.
+
+    The proof of a group message (§3.17.6): :func:`verify_payload` checks
+    ``(encoded, signature, signer)`` offline, like a pairwise one.
+    """
+
+    payload: GroupPayload
+    encoded: bytes
+    signature: bytes
+    signer: bytes
+
+    def __repr__(self) -> str:
+        return (
+            f"SignedGroupPayload(sender={self.payload.sender!r}, group_id={self.payload.group_id!r}, "
+            f"client_message_id={self.payload.client_message_id!r}, text={len(self.payload.text)} chars)"
+        )
+
+
 def sign_payload(identity: IdentityKeyPair, payload: Payload) -> SignedPayload:
     encoded = payload.encode()
     return SignedPayload(payload, encoded, identity.sign(signing_input(encoded)), identity.public.signing_key)
 
 
-def verify_payload(payload_bytes: bytes, signature: bytes, signer: bytes) -> Payload:
-    """Check a kept payload offline: the signature by the Ed25519 key ``signer``, then the encoding.
+def sign_group_payload(identity: IdentityKeyPair, payload: GroupPayload) -> SignedGroupPayload:
+    """Sign a group payload with the sender device's Ed25519 identity key (§3.17.6)."""
+    encoded = payload.encode()
+    signature = identity.sign(group_signing_input(encoded))
+    return SignedGroupPayload(payload, encoded, signature, identity.public.signing_key)
 
-    Returns the decoded :class:`Payload`. Raises
-    :class:`~lien.crypto.errors.BadSignature` when the signature does not
-    verify and :class:`~lien.crypto.errors.MalformedPayload` when the bytes
-    are not a canonical payload.
-    """
+
+def _verify_signature(domain: bytes, payload_bytes: bytes, signature: bytes, signer: bytes) -> None:
     if not isinstance(signer, bytes) or len(signer) != SIGNING_KEY_SIZE:
         raise BadSignature()
     if not isinstance(signature, bytes) or len(signature) != SIGNATURE_SIZE:
         raise BadSignature()
     if not isinstance(payload_bytes, bytes):
         raise MalformedPayload()
+    signed_input = domain + payload_bytes
     try:
-        nacl.signing.VerifyKey(signer).verify(signing_input(payload_bytes), signature)
+        nacl.signing.VerifyKey(signer).verify(signed_input, signature)
     except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, nacl.exceptions.TypeError):
         raise BadSignature() from None
+
+
+def verify_payload(payload_bytes: bytes, signature: bytes, signer: bytes) -> Payload | GroupPayload:
+    """Check a kept payload offline: the signature by the Ed25519 key ``signer``, then the encoding.
+
+    Handles both kinds, told apart by the first byte: 2 is a pairwise
+    :class:`Payload` (§3.8), 3 a :class:`GroupPayload` (§3.17.6), each
+    under its own signature domain. Raises
+    :class:`~lien.crypto.errors.BadSignature` when the signature does not
+    verify and :class:`~lien.crypto.errors.MalformedPayload` when the bytes
+    are not a canonical payload.
+    """
+    if isinstance(payload_bytes, bytes) and payload_bytes[:1] == bytes([GROUP_PAYLOAD_VERSION]):
+        return verify_group_payload(payload_bytes, signature, signer)
+    return verify_pairwise_payload(payload_bytes, signature, signer)
+
+
+def verify_pairwise_payload(payload_bytes: bytes, signature: bytes, signer: bytes) -> Payload:
+    """:func:`verify_payload` for a pairwise payload only; a group payload is ``MalformedPayload``."""
+    _verify_signature(SIGNATURE_DOMAIN, payload_bytes, signature, signer)
     return Payload.decode(payload_bytes)
+
+
+def verify_group_payload(payload_bytes: bytes, signature: bytes, signer: bytes) -> GroupPayload:
+    """:func:`verify_payload` for a group payload only; a pairwise payload is ``BadSignature``.
+
+    (A pairwise payload's signature is over another domain, so it does not
+    verify here, whatever the bytes.)
+    """
+    _verify_signature(GROUP_SIGNATURE_DOMAIN, payload_bytes, signature, signer)
+    return GroupPayload.decode(payload_bytes)
 
 
 # --- plaintext framing (§3.8.3) ---------------------------------------------
 
 
-def encode_plaintext(signed: SignedPayload) -> bytes:
-    """``uint32 len || payload || signature || zero padding`` to a multiple of 256 bytes."""
+def encode_plaintext(signed: SignedPayload | SignedGroupPayload) -> bytes:
+    """``uint32 len || payload || signature || zero padding`` to a multiple of 256 bytes (§3.8.3, §3.17.6)."""
     body = _U32.pack(len(signed.encoded)) + signed.encoded + signed.signature
     return body + bytes(-len(body) % PADDING_BLOCK)
 
@@ -335,5 +487,15 @@ def check_delivery(
         raise SenderMismatch()
     if payload.recipient != own:
         raise WrongRecipient()
+    if payload.conversation != conversation:
+        raise ConversationMismatch()
+
+
+def check_group_delivery(
+    payload: GroupPayload, *, delivered_by: DeviceAddress, conversation: Conversation
+) -> None:
+    """The checks of §3.17.7 on a verified group payload: sender device, then group."""
+    if payload.sender != delivered_by:
+        raise SenderMismatch()
     if payload.conversation != conversation:
         raise ConversationMismatch()

@@ -11,6 +11,8 @@ HMAC-SHA-256           :mod:`hmac` + :mod:`hashlib`                ``crypto_auth
 HKDF-SHA-256           RFC 5869 over HMAC-SHA-256                  ``crypto_kdf_hkdf_sha256_extract/expand``
 XChaCha20-Poly1305     ``crypto_aead_xchacha20poly1305_ietf_*``    ``crypto_aead_xchacha20poly1305_ietf_*``
 SHA-512                :mod:`hashlib`                              ``crypto_hash_sha512``
+Ed25519                :mod:`nacl.signing`                         ``crypto_sign_(verify_)detached``
+Ed25519 point check    ``crypto_core_ed25519_is_valid_point``      ``crypto_core_ed25519_is_valid_point``
 =====================  ==========================================  ==========================================
 
 Every function takes and returns ``bytes`` of fixed, checked sizes. Secrets
@@ -25,6 +27,7 @@ from typing import Final
 
 import nacl.bindings
 import nacl.exceptions
+import nacl.signing
 
 from lien.crypto.errors import DecryptionFailed, InvalidKey
 from lien.crypto.keys import EXCHANGE_KEY_SIZE, is_canonical_exchange_key
@@ -43,10 +46,19 @@ ROOT_KDF_INFO: Final = b"Lien Ratchet v2"
 """HKDF info of KDF_RK (§3.4.3)."""
 MESSAGE_KEY_INFO: Final = b"Lien Message Keys v2"
 """HKDF info of the message-key expansion into AEAD key and nonce (§3.4.5)."""
+GROUP_MESSAGE_KEY_INFO: Final = b"Lien Group Message Keys v1"
+"""HKDF info of the same expansion for group (sender-key) messages (docs/protocol-group.md §3.17.3).
+
+A different info string keeps group message keys apart from pairwise ones:
+the same 32 bytes used as a message key in both would still give unrelated
+AEAD keys and nonces."""
 CHAIN_KEY_CONSTANT: Final = b"\x02"
 """KDF_CK input giving the next chain key (§3.4.4)."""
 MESSAGE_KEY_CONSTANT: Final = b"\x01"
 """KDF_CK input giving the message key (§3.4.4)."""
+
+ED25519_PUBLIC_SIZE: Final = nacl.bindings.crypto_sign_PUBLICKEYBYTES
+ED25519_SIGNATURE_SIZE: Final = nacl.bindings.crypto_sign_BYTES
 
 _HKDF_MAX_OUTPUT: Final = 255 * HASH_SIZE
 
@@ -127,34 +139,43 @@ def kdf_ck(chain_key: bytes) -> tuple[bytes, bytes]:
     return hmac_sha256(chain_key, CHAIN_KEY_CONSTANT), hmac_sha256(chain_key, MESSAGE_KEY_CONSTANT)
 
 
-def message_aead_key(message_key: bytes) -> tuple[bytes, bytes]:
+_MESSAGE_KEY_INFOS: Final = (MESSAGE_KEY_INFO, GROUP_MESSAGE_KEY_INFO)
+
+
+def message_aead_key(message_key: bytes, *, info: bytes = MESSAGE_KEY_INFO) -> tuple[bytes, bytes]:
     """The AEAD key and nonce of one message: ``HKDF(salt=0^32, ikm=mk, info, 56)`` split 32 | 24.
 
     The nonce is derived, not random: every message key encrypts exactly one
     message, so a (key, nonce) pair never repeats, and test vectors are
-    reproducible (§3.4.5).
+    reproducible (§3.4.5). ``info`` is :data:`MESSAGE_KEY_INFO` for pairwise
+    messages and :data:`GROUP_MESSAGE_KEY_INFO` for group messages (§3.17.3);
+    no other value is accepted.
     """
     _check_key("a message key", message_key)
-    output = hkdf_sha256(
-        message_key, salt=ZERO_SALT, info=MESSAGE_KEY_INFO, length=KEY_SIZE + AEAD_NONCE_SIZE
-    )
+    if info not in _MESSAGE_KEY_INFOS:
+        raise ValueError("info must be MESSAGE_KEY_INFO or GROUP_MESSAGE_KEY_INFO")
+    output = hkdf_sha256(message_key, salt=ZERO_SALT, info=info, length=KEY_SIZE + AEAD_NONCE_SIZE)
     return output[:KEY_SIZE], output[KEY_SIZE:]
 
 
 # --- §3.4.6 AEAD --------------------------------------------------------------
 
 
-def aead_encrypt(message_key: bytes, plaintext: bytes, associated_data: bytes) -> bytes:
+def aead_encrypt(
+    message_key: bytes, plaintext: bytes, associated_data: bytes, *, info: bytes = MESSAGE_KEY_INFO
+) -> bytes:
     """XChaCha20-Poly1305-IETF under the key and nonce derived from ``message_key``; ``ct || tag``."""
-    key, nonce = message_aead_key(message_key)
+    key, nonce = message_aead_key(message_key, info=info)
     return nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(plaintext, associated_data, nonce, key)
 
 
-def aead_decrypt(message_key: bytes, ciphertext: bytes, associated_data: bytes) -> bytes:
+def aead_decrypt(
+    message_key: bytes, ciphertext: bytes, associated_data: bytes, *, info: bytes = MESSAGE_KEY_INFO
+) -> bytes:
     """Inverse of :func:`aead_encrypt`; raises :class:`~lien.crypto.errors.DecryptionFailed`."""
     if len(ciphertext) < AEAD_TAG_SIZE:
         raise DecryptionFailed()
-    key, nonce = message_aead_key(message_key)
+    key, nonce = message_aead_key(message_key, info=info)
     try:
         return nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
             ciphertext, associated_data, nonce, key
@@ -165,3 +186,34 @@ def aead_decrypt(message_key: bytes, ciphertext: bytes, associated_data: bytes) 
 
 def sha512(data: bytes) -> bytes:
     return hashlib.sha512(data).digest()
+
+
+# --- Ed25519 public keys received from peers (docs/protocol-group.md §3.17.2) ---
+
+
+def is_valid_ed25519_public(key: bytes) -> bool:
+    """Whether ``key`` is a canonical Ed25519 point of prime order (``crypto_core_ed25519_is_valid_point``).
+
+    Every key made by ``crypto_sign_keypair`` passes; the identity, small-order
+    points and non-canonical encodings do not. Used on signing keys that arrive
+    in sender-key distributions, so that a bad key is refused when installed
+    rather than on every message.
+    """
+    return (
+        isinstance(key, bytes)
+        and len(key) == ED25519_PUBLIC_SIZE
+        and bool(nacl.bindings.crypto_core_ed25519_is_valid_point(key))
+    )
+
+
+def ed25519_verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
+    """Whether ``signature`` is a valid Ed25519 signature of ``message`` (``crypto_sign_verify_detached``)."""
+    if not isinstance(signature, bytes) or len(signature) != ED25519_SIGNATURE_SIZE:
+        return False
+    if not isinstance(public_key, bytes) or len(public_key) != ED25519_PUBLIC_SIZE:
+        return False
+    try:
+        nacl.signing.VerifyKey(public_key).verify(message, signature)
+    except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, nacl.exceptions.TypeError):
+        return False
+    return True

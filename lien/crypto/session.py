@@ -48,7 +48,7 @@ from lien.crypto.payload import (
     decode_plaintext,
     encode_plaintext,
     sign_payload,
-    verify_payload,
+    verify_pairwise_payload,
 )
 from lien.crypto.ratchet import DEFAULT_LIMITS, RandomSource, RatchetLimits, RatchetState
 from lien.crypto.session_state import (
@@ -215,7 +215,7 @@ class Session:
 def _open_plaintext(plaintext: bytes, core: SessionCore, conversation: Conversation) -> SignedPayload:
     payload_bytes, signature = decode_plaintext(plaintext)
     signer = core.peer_identity.signing_key
-    payload = verify_payload(payload_bytes, signature, signer)
+    payload = verify_pairwise_payload(payload_bytes, signature, signer)
     check_delivery(payload, delivered_by=core.peer, own=core.own, conversation=conversation)
     return SignedPayload(payload, payload_bytes, signature, signer)
 
