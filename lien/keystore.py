@@ -64,7 +64,7 @@ class SentRecord(msgspec.Struct, frozen=True):
 
 
 class KeptReceipt(msgspec.Struct, frozen=True):
-    """A receipt for a message this device sent, signature verified: kept as proof (docs/protocol.md §10.4)."""
+    """A verified receipt for a message this device sent, kept as proof (docs/protocol.md §10.4)."""
 
     kind: str
     by: str
@@ -73,6 +73,20 @@ class KeptReceipt(msgspec.Struct, frozen=True):
     ciphertext_sha256: bytes
     device_time: int
     signature: bytes
+
+
+class GroupRecord(msgspec.Struct):
+    """What this device knows of a group it belongs to (docs/protocol.md §7.7)."""
+
+    name: str
+    epoch: int
+    members: list[str]
+    active: bool = True
+    """False once this user left or was removed."""
+    rotate: bool = False
+    """The sender key must be replaced before the next message (someone left, a device changed)."""
+    distributed: list[str] = []
+    """``user/device`` of the member devices that hold this device's current sender key."""
 
 
 class _Contents(msgspec.Struct, kw_only=True):
@@ -96,6 +110,11 @@ class _Contents(msgspec.Struct, kw_only=True):
     """Per correspondent: the device identities the user accepted (see lien.sdk.trust)."""
     sent: dict[str, SentRecord] = {}
     """Server message id -> what was sent, the last ``SENT_KEPT`` messages."""
+    groups: dict[str, GroupRecord] = {}
+    sender_keys: dict[str, bytes] = {}
+    """Group id -> this device's sender key (lien.crypto.group.SenderKey.to_bytes)."""
+    sender_key_receivers: dict[str, bytes] = {}
+    """``group/user/device`` -> what this device holds of that member device's sender key."""
     receipts: dict[str, list[KeptReceipt]] = {}
     """Server message id -> its verified receipts, for the last ``SENT_KEPT`` messages that got one."""
 
@@ -312,6 +331,35 @@ class Keystore:
 
     def set_trusted(self, username: str, digest: bytes) -> None:
         self._contents.trusted[username] = digest
+
+    # --- groups ----------------------------------------------------------------
+
+    def group(self, group_id: str) -> GroupRecord | None:
+        return self._contents.groups.get(group_id)
+
+    def set_group(self, group_id: str, record: GroupRecord) -> None:
+        self._contents.groups[group_id] = record
+
+    def group_ids(self) -> list[str]:
+        return list(self._contents.groups)
+
+    def sender_key(self, group_id: str) -> bytes | None:
+        return self._contents.sender_keys.get(group_id)
+
+    def set_sender_key(self, group_id: str, state: bytes | None) -> None:
+        if state is None:
+            self._contents.sender_keys.pop(group_id, None)
+        else:
+            self._contents.sender_keys[group_id] = state
+
+    def sender_key_receiver(self, name: str) -> bytes | None:
+        return self._contents.sender_key_receivers.get(name)
+
+    def set_sender_key_receiver(self, name: str, state: bytes | None) -> None:
+        if state is None:
+            self._contents.sender_key_receivers.pop(name, None)
+        else:
+            self._contents.sender_key_receivers[name] = state
 
     # --- sent messages, for repair ----------------------------------------------
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from lien.crypto.errors import CryptoError
-from lien.crypto.payload import ConversationKind, verify_payload
+from lien.crypto.payload import ConversationKind, GroupPayload, verify_payload
 from lien.ledger import (
     DeviceRegistered,
     MessageAccepted,
@@ -132,14 +132,19 @@ def _check_evidence(
     except CryptoError:
         verdict.check(False, "The sender's signature matches the text presented.")
         return
-    conversation = payload.conversation
-    same_conversation = (
-        conversation.kind is ConversationKind.GROUP and conversation.id == message.group
-    ) or (conversation.kind is ConversationKind.USER and payload.recipient.user == message.recipient)
+    if isinstance(payload, GroupPayload):
+        same_conversation = message.group == payload.group_id
+        audience = f"the group {payload.group_id}"
+    else:
+        conversation = payload.conversation
+        same_conversation = (
+            conversation.kind is ConversationKind.USER and conversation.id == message.recipient
+        )
+        audience = conversation.id
     verdict.check(
         (payload.sender.user, payload.sender.device) == (message.sender, message.sender_device)
         and payload.client_message_id == message.client_id
         and same_conversation,
-        f"{message.sender} signed this text for {payload.recipient.user}, as message {message.client_id} "
+        f"{message.sender} signed this text for {audience}, as message {message.client_id} "
         f"written on {_when(payload.sent_at_ms)} (sender's clock): «{payload.text}»",
     )

@@ -6,12 +6,14 @@ against the specification, not against the SDK's own helpers.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from nacl.public import PrivateKey
 from nacl.signing import SigningKey
 
 from lien.protocol.api import DeviceRegistration, OneTimePrekey, SignedPrekey
+from lien.protocol.frames import Receipt
 
 
 def sign_prekey(signing_key: SigningKey, prekey_id: int, prekey: bytes) -> bytes:
@@ -21,6 +23,7 @@ def sign_prekey(signing_key: SigningKey, prekey_id: int, prekey: bytes) -> bytes
 
 @dataclass
 class TestDevice:
+    __test__ = False  # a helper, not a test class
     signing: SigningKey
     exchange: PrivateKey
     registration: DeviceRegistration
@@ -41,3 +44,26 @@ def new_device(*, prekeys: int = 5, name: str = "test") -> TestDevice:
         ],
     )
     return TestDevice(signing=signing, exchange=exchange, registration=registration)
+
+
+def signed_receipt(
+    device: TestDevice, username: str, device_id: int, message: str, kind: str, body: bytes, *, at: int = 1
+) -> Receipt:
+    """A receipt as docs/protocol.md §10.4 asks: signed by the device over the hash of what it received."""
+    digest = hashlib.sha256(body).digest()
+    signed = (
+        b"lien-receipt-v1\x00"
+        + bytes([len(message)]) + message.encode()
+        + bytes([len(kind)]) + kind.encode()
+        + digest
+        + at.to_bytes(8, "big")
+        + bytes([len(username)]) + username.encode()
+        + device_id.to_bytes(8, "big")
+    )  # fmt: skip
+    return Receipt(
+        message=message,
+        kind=kind,
+        hash=digest,
+        at=at,
+        signature=device.signing.sign(signed).signature,  # type: ignore[arg-type]
+    )

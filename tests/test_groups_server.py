@@ -15,7 +15,7 @@ from lien.protocol import frames
 from lien.protocol.api import GroupInfo, MessageReceipts, SessionGrant
 from server.settings import Settings
 from tests.inprocess import PASSWORD, FrameSocket, bearer, frame_socket, register, serving
-from tests.keys import new_device
+from tests.keys import TestDevice, new_device, signed_receipt
 
 
 class Node:
@@ -24,10 +24,12 @@ class Node:
         self.http = http
         self.database = database
         self.tokens: dict[str, SessionGrant] = {}
+        self.devices: dict[str, TestDevice] = {}
 
     async def user(self, username: str) -> SessionGrant:
-        grant, _ = await register(self.http, username)
+        grant, device = await register(self.http, username)
         self.tokens[username] = grant
+        self.devices[username] = device
         return grant
 
     async def call(self, username: str, method: str, path: str, body: Any = None) -> httpx.Response:
@@ -192,13 +194,17 @@ async def test_a_group_message_is_stored_once_and_reaches_every_member_device(no
     sender = await node.user("generalist")
     for name in ("nurse", "pharmacist", "physio"):
         await node.user(name)
+    tablet = new_device()
     second = await node.http.post(
         "/v1/login",
-        json=msgspec.to_builtins(
-            {"username": "nurse", "password": PASSWORD, "device": new_device().registration}
-        ),
+        json=msgspec.to_builtins({"username": "nurse", "password": PASSWORD, "device": tablet.registration}),
     )
     nurse_tablet = msgspec.json.decode(second.content, type=SessionGrant)
+    signers = {
+        name: (node.devices[name], (name, node.tokens[name].device))
+        for name in ("nurse", "pharmacist", "physio")
+    }
+    signers["nurse-tablet"] = (tablet, ("nurse", nurse_tablet.device))
     group = await new_group(node, "generalist", "nurse", "pharmacist", "physio")
     sockets = {name: node.socket(name) for name in ("nurse", "pharmacist", "physio")}
     opened = {name: await context.__aenter__() for name, context in sockets.items()}
@@ -223,7 +229,8 @@ async def test_a_group_message_is_stored_once_and_reaches_every_member_device(no
                 )
                 assert delivered.to is None
                 assert delivered.key == (keys[0].body if name == "nurse-tablet" else None)
-                await socket.send(frames.Receipt(message=delivered.message, kind="read"))
+                signer, (username, device_id) = signers[name]
+                await socket.send(signed_receipt(signer, username, device_id, delivered.message, "read", body))
             readers = set()
             while len(readers) < 4:
                 status = await gp.receive_until(frames.Status)
@@ -270,7 +277,10 @@ async def test_group_send_errors(node: Node) -> None:
         accepted = await gp.receive_until(frames.Accepted)
         await gp.send(frames.GroupSend(id="x5", group=group.id, epoch=group.epoch + 1, body=body))
         assert (await gp.receive_until(frames.Accepted)).duplicate
-        await outsider.send(frames.Receipt(message=accepted.message, kind="read"))
+        outsider_keys, outsider_grant = node.devices["outsider"], node.tokens["outsider"]
+        await outsider.send(
+            signed_receipt(outsider_keys, "outsider", outsider_grant.device, accepted.message, "read", body)
+        )
         assert (await outsider.receive_until(frames.Error)).code == "not-a-recipient"
         await gp.send(
             frames.Resend(

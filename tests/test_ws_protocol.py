@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
 
 import httpx
@@ -12,6 +13,7 @@ from lien.protocol import frames, limits
 from lien.protocol.api import MessageReceipts
 from server.settings import Settings
 from tests.inprocess import bearer, frame_socket, register, serving
+from tests.keys import signed_receipt
 
 
 class Node:
@@ -125,7 +127,7 @@ async def test_send_errors_name_the_frame(node: Node) -> None:
 
 async def test_message_delivery_receipts_and_idempotent_resend(node: Node) -> None:
     alice, _ = await register(node.http, "alice")
-    bob, _ = await register(node.http, "bob")
+    bob, bob_keys = await register(node.http, "bob")
     async with node.socket() as alice_ws, node.socket() as bob_ws:
         await alice_ws.authenticate(alice.token)
         await bob_ws.authenticate(bob.token)
@@ -148,12 +150,14 @@ async def test_message_delivery_receipts_and_idempotent_resend(node: Node) -> No
         assert again.message == accepted.message and again.duplicate
 
         await bob_ws.send(frames.Ack(up_to=delivered.seq))
-        await bob_ws.send(frames.Receipt(message=delivered.message, kind="decrypted"))
-        await bob_ws.send(frames.Receipt(message=delivered.message, kind="read"))
+        for kind in ("decrypted", "read"):
+            receipt = signed_receipt(bob_keys, "bob", bob.device, delivered.message, kind, delivered.body)
+            await bob_ws.send(receipt)
         first = await alice_ws.receive_until(frames.Status)
         second = await alice_ws.receive_until(frames.Status)
         assert [first.kind, second.kind] == ["decrypted", "read"]
         assert first.by == "bob" and first.message == accepted.message
+        assert first.hash == hashlib.sha256(delivered.body).digest() and len(first.signature) == 64
         await alice_ws.send(frames.Ack(up_to=second.seq))
 
         # The duplicate was never delivered: the next thing Bob sees is a new message.
@@ -174,21 +178,34 @@ async def test_message_delivery_receipts_and_idempotent_resend(node: Node) -> No
 
 
 async def test_receipt_rules(node: Node) -> None:
-    alice, _ = await register(node.http, "alice")
-    bob, _ = await register(node.http, "bob")
-    mallory, _ = await register(node.http, "mallory")
-    async with node.socket() as alice_ws, node.socket() as mallory_ws:
+    alice, alice_keys = await register(node.http, "alice")
+    bob, bob_keys = await register(node.http, "bob")
+    mallory, mallory_keys = await register(node.http, "mallory")
+    async with node.socket() as alice_ws, node.socket() as mallory_ws, node.socket() as bob_ws:
         await alice_ws.authenticate(alice.token)
         await mallory_ws.authenticate(mallory.token)
+        await bob_ws.authenticate(bob.token)
         await alice_ws.send(frames.Send(id="a", to="bob", copies=[frames.Copy(device=bob.device, body=b"c")]))
         accepted = await alice_ws.receive_until(frames.Accepted)
-        await mallory_ws.send(frames.Receipt(message=accepted.message, kind="read"))
+        message = accepted.message
+        await mallory_ws.send(signed_receipt(mallory_keys, "mallory", mallory.device, message, "read", b"c"))
         error = await mallory_ws.receive_until(frames.Error)
-        assert (error.code, error.ref) == ("not-a-recipient", accepted.message)
-        await alice_ws.send(frames.Receipt(message=accepted.message, kind="read"))
+        assert (error.code, error.ref) == ("not-a-recipient", message)
+        await alice_ws.send(signed_receipt(alice_keys, "alice", alice.device, message, "read", b"c"))
         assert (await alice_ws.receive_until(frames.Error)).code == "not-a-recipient"
-        await mallory_ws.send(frames.Receipt(message="0000nonexistent", kind="read"))
+        await mallory_ws.send(
+            signed_receipt(mallory_keys, "mallory", mallory.device, "0000nonexistent", "read", b"c")
+        )
         assert (await mallory_ws.receive_until(frames.Error)).code == "unknown-message"
+        # Bob's receipt must be signed by Bob's device, over the ciphertext stored for it.
+        forged = signed_receipt(mallory_keys, "bob", bob.device, message, "read", b"c")
+        await bob_ws.send(forged)
+        assert (await bob_ws.receive_until(frames.Error)).code == "invalid-receipt"
+        await bob_ws.send(signed_receipt(bob_keys, "bob", bob.device, message, "read", b"another ciphertext"))
+        assert (await bob_ws.receive_until(frames.Error)).code == "invalid-receipt"
+        await bob_ws.send(signed_receipt(bob_keys, "bob", bob.device, message, "read", b"c"))
+        status = await alice_ws.receive_until(frames.Status)
+        assert (status.kind, status.by, status.message) == ("read", "bob", message)
 
 
 async def test_offline_backlog_arrives_in_order_and_acks_purge(node: Node) -> None:

@@ -34,7 +34,7 @@ class SendRefused:
 class InboxItem:
     """A message or a status from the inbox; call :meth:`ClientProtocol.handled` once it is safe."""
 
-    frame: frames.Deliver | frames.Status
+    frame: frames.Deliver | frames.Status | frames.GroupEvent
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ class ClientProtocol:
         self.ready = None
         return codec.encode(frames.Auth(v=limits.PROTOCOL_VERSION, token=token))
 
-    def send(self, frame: frames.Send | frames.Resend) -> bytes:
+    def send(self, frame: frames.Send | frames.GroupSend | frames.Resend) -> bytes:
         """Encode a send and remember it until it is accepted or refused."""
         data = codec.encode(frame)
         self._pending[frame.id] = data
@@ -112,7 +112,7 @@ class ClientProtocol:
             case frames.Accepted():
                 self._pending.pop(frame.id, None)
                 return SendAccepted(frame)
-            case frames.Deliver() | frames.Status():
+            case frames.Deliver() | frames.Status() | frames.GroupEvent():
                 return InboxItem(frame)
             case frames.Error():
                 error = errors.error_from_wire(

@@ -39,6 +39,13 @@ Username = Annotated[
 ]
 GroupId = Annotated[str, msgspec.Meta(min_length=2, max_length=32, pattern=r"^G[A-Z2-7]+$")]
 """``G`` and base32: never a username (usernames are lowercase)."""
+
+
+def is_group_id(value: str) -> bool:
+    """Group ids start with ``G`` (uppercase); usernames never do."""
+    return value.startswith("G")
+
+
 DeviceId = Annotated[int, msgspec.Meta(ge=1, le=MAX_SAFE_INTEGER)]
 InboxSeq = Annotated[int, msgspec.Meta(ge=0, le=MAX_SAFE_INTEGER)]
 ServerMessageId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]

@@ -19,23 +19,43 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import websockets
 from websockets.asyncio.client import ClientConnection
 
 from lien import ledger
-from lien.crypto.errors import CryptoError
-from lien.crypto.payload import Conversation, DeviceAddress, Payload
+from lien.crypto import wire
+from lien.crypto.errors import CryptoError, InvalidDistribution, MalformedMessage, UnknownSenderKey
+from lien.crypto.group import is_distribution
+from lien.crypto.keys import PublicIdentity
+from lien.crypto.payload import (
+    Conversation,
+    DeviceAddress,
+    GroupPayload,
+    Payload,
+    SignedGroupPayload,
+    SignedPayload,
+)
 from lien.crypto.safety import SafetyNumber
 from lien.keystore import Keystore, SentRecord
 from lien.protocol import client as proto
 from lien.protocol import codec, errors, frames, limits
-from lien.protocol.api import LoginRequest, Profile, RegisterRequest
+from lien.protocol.api import (
+    GroupCreate,
+    GroupInfo,
+    GroupRename,
+    LoginRequest,
+    MemberAdd,
+    Profile,
+    RegisterRequest,
+)
+from lien.protocol.frames import is_group_id
 from lien.sdk import e2e
 from lien.sdk.directory import Directory
 from lien.sdk.events import (
     Event,
+    GroupChanged,
     Message,
     PresenceChange,
     Receipt,
@@ -43,6 +63,7 @@ from lien.sdk.events import (
     Undecryptable,
     from_millis,
 )
+from lien.sdk.groups import GroupBook
 from lien.sdk.http import ApiClient
 from lien.sdk.trust import IdentityPolicy
 
@@ -99,6 +120,7 @@ class Client:
         self._outbox: list[bytes] = []
         self._directory = Directory(api, keystore, self._events.put_nowait)
         self._send_lock = asyncio.Lock()
+        self._group_book: GroupBook | None = None
         self._watched: list[str] = []
         """Held from session look-up to the write of a send, so sessions advance in the order bodies leave."""
         self._socket: ClientConnection | None = None
@@ -313,8 +335,12 @@ class Client:
                 await self._on_message(deliver)
             case proto.InboxItem(frame=frames.Status() as status):
                 await self._on_status(status)
+            case proto.InboxItem(frame=frames.GroupEvent() as group_event):
+                self._on_group_event(group_event)
             case proto.Ephemeral(frame=frames.TypingEvent() as typing):
-                self._events.put_nowait(Typing(typing.sender, typing.sender_device, typing.active))
+                self._events.put_nowait(
+                    Typing(typing.sender, typing.sender_device, typing.active, typing.group)
+                )
             case proto.Ephemeral(frame=frames.Presence() as presence):
                 self._events.put_nowait(PresenceChange(presence.user, presence.online))
             case proto.Ephemeral(frame=frames.DevicesChanged(user=user)):
@@ -374,6 +400,8 @@ class Client:
             raise RuntimeError("call connect() first")
         if self._fatal is not None:
             raise self._fatal
+        if is_group_id(to):
+            return await self._send_group(to, text)
         client_id = secrets.token_hex(12)
         sent_at = _now_ms()
         refresh = False
@@ -393,6 +421,120 @@ class Client:
             self.keystore.remember_sent(accepted.message, SentRecord(to, client_id, sent_at, text))
             return accepted.message
         raise errors.DevicesMismatch("The recipient's devices kept changing; try again.")
+
+    # --- groups ----------------------------------------------------------------
+
+    @property
+    def _groups(self) -> GroupBook:
+        if self._group_book is None:
+            self._group_book = GroupBook(self.keystore, self._own(), self.keystore.identity.public)
+        return self._group_book
+
+    async def create_group(self, name: str, members: Sequence[str]) -> str:
+        """Create a care-team group with you as its owner; returns its id (docs/protocol.md §4.6)."""
+        info = await self._api.create_group(GroupCreate(name=name, members=list(members)))
+        self._groups.learn(info)
+        self.keystore.save()
+        return info.id
+
+    async def add_member(self, group: str, user: str, *, role: Literal["admin", "member"] = "member") -> None:
+        """Add ``user`` (owners and admins; only the owner adds admins)."""
+        self._groups.learn(await self._api.add_member(group, MemberAdd(user=user, role=role)))
+        self.keystore.save()
+
+    async def remove_member(self, group: str, user: str) -> None:
+        """Remove ``user``; your next message to the group uses a new sender key they never get."""
+        self._groups.learn(await self._api.remove_member(group, user))
+        self.keystore.save()
+
+    async def leave_group(self, group: str) -> None:
+        await self._api.leave_group(group)
+        record = self._groups.record(group)
+        if record is not None:
+            record.active = False
+            self.keystore.set_group(group, record)
+            self.keystore.save()
+
+    async def rename_group(self, group: str, name: str) -> None:
+        self._groups.learn(await self._api.rename_group(group, GroupRename(name=name)))
+
+    async def group_info(self, group: str) -> GroupInfo:
+        """The group as the server has it now (members, roles, epoch)."""
+        info = await self._api.group(group)
+        self._groups.learn(info)
+        return info
+
+    async def groups(self) -> list[GroupInfo]:
+        """The groups you belong to."""
+        listing = await self._api.groups()
+        for info in listing.groups:
+            self._groups.learn(info)
+        return listing.groups
+
+    async def _send_group(self, group_id: str, text: str) -> str:
+        """One ciphertext for every member device; sender key copies for the devices that lack it (§7.7)."""
+        client_id = secrets.token_hex(12)
+        sent_at = _now_ms()
+        refresh = self._groups.record(group_id) is None
+        for _ in range(_MISMATCH_RETRIES + 1):
+            future: asyncio.Future[frames.Accepted] = asyncio.get_running_loop().create_future()
+            async with self._send_lock:
+                frame, lacking = await self._build_group_send(
+                    group_id, client_id, text, sent_at, refresh=refresh
+                )
+                self._waiting[client_id] = future
+                data = self._protocol.send(frame)
+                if self._ready.is_set():
+                    await self._write(data)
+            try:
+                accepted = await future
+            except (errors.StaleMembership, errors.DevicesMismatch):
+                refresh = True
+                continue
+            self._groups.mark_distributed(group_id, lacking)
+            self.keystore.remember_sent(accepted.message, SentRecord(group_id, client_id, sent_at, text))
+            self.keystore.save()
+            return accepted.message
+        raise errors.StaleMembership("The group kept changing; try again.")
+
+    async def _build_group_send(
+        self, group_id: str, client_id: str, text: str, sent_at: int, *, refresh: bool
+    ) -> tuple[frames.GroupSend, list[DeviceAddress]]:
+        if refresh:
+            self._groups.learn(await self._api.group(group_id))
+        record = self._groups.record(group_id)
+        if record is None or not record.active:
+            raise errors.NotAMember()
+        targets: list[DeviceAddress] = []
+        for member in record.members:
+            devices = await self._directory.devices(member, refresh=refresh)
+            if member != self.username:
+                self._directory.check_accepted(member)
+            targets.extend(DeviceAddress(member, device) for device in sorted(devices))
+        targets = [peer for peer in targets if peer != self._own()]
+        key = self._groups.sender_key(group_id)
+        lacking = self._groups.lacking_key(group_id, targets)
+        await self._open_missing_sessions(lacking)
+        copies = []
+        given = []
+        for peer in lacking:
+            if not e2e.has_session(self.keystore, peer):
+                continue  # no bundle for it: the server will say the device is gone, or it asks for a repair
+            carried = key.distribution_payload(peer, client_message_id=client_id, sent_at_ms=sent_at)
+            copies.append(frames.Copy(device=peer.device, body=e2e.encrypt(self.keystore, carried)))
+            given.append(peer)
+        payload = GroupPayload(
+            sender=self._own(),
+            conversation=Conversation.group(group_id),
+            client_message_id=client_id,
+            sent_at_ms=sent_at,
+            text=text,
+        )
+        body = key.encrypt(payload, self.keystore.identity)
+        self._groups.store_sender_key(key)
+        self.keystore.save()  # before any body leaves: a chain key must never be used twice
+        frame = frames.GroupSend(id=client_id, group=group_id, epoch=record.epoch, body=body, keys=copies)
+        return frame, given
 
     @property
     def identity_policy(self) -> IdentityPolicy:
@@ -487,15 +629,18 @@ class Client:
                 await self._open_missing_sessions([peer])
                 if not e2e.has_session(self.keystore, peer):
                     return
+                group = record.to if is_group_id(record.to) else None
                 payload = Payload(
                     sender=self._own(),
                     recipient=peer,
-                    conversation=Conversation.user(record.to),
+                    conversation=Conversation.group(record.to) if group else Conversation.user(record.to),
                     client_message_id=record.client_id,
                     sent_at_ms=record.sent_at,
                     text=record.text,
                 )
                 body = e2e.encrypt(self.keystore, payload)
+                if group is not None:
+                    self._groups.forget_distribution_to(group, peer)
                 repaired = SentRecord(
                     record.to, record.client_id, record.sent_at, record.text, (*record.resent_to, peer.device)
                 )
@@ -518,39 +663,61 @@ class Client:
         if self.keystore.was_seen(deliver.message):
             self._handled(deliver.seq)  # a redelivery of something already shown
             return
-        outgoing = deliver.sender == self.username
         sender = DeviceAddress(deliver.sender, deliver.sender_device)
         try:
             identity = await self._directory.identity_of(deliver.sender, deliver.sender_device)
             if identity is None:
                 raise e2e.UnknownSenderDevice()
-            signed = e2e.decrypt(
-                self.keystore,
-                self._own(),
-                deliver.body,
-                delivered_by=sender,
-                sender_identity=identity,
-                conversation=Conversation.user(deliver.to),
-            )
-        except CryptoError as failure:
-            logger.warning("message %s could not be opened: %s", deliver.message, failure.code)
-            self._events.put_nowait(
-                Undecryptable(
-                    deliver.message, deliver.sender, deliver.sender_device, failure.code, repairing=True
+            if deliver.group is not None:
+                signed = await self._open_group_message(deliver, deliver.group, sender, identity)
+                recipient = deliver.group
+            elif deliver.to is not None:
+                signed = e2e.decrypt(
+                    self.keystore,
+                    self._own(),
+                    deliver.body,
+                    delivered_by=sender,
+                    sender_identity=identity,
+                    conversation=Conversation.user(deliver.to),
                 )
-            )
-            await self._send_or_queue(
-                self._receipt(deliver.message, "decrypt-failed", hashlib.sha256(deliver.body).digest())
-            )
-            self._handled(deliver.seq)
+                recipient = deliver.to
+            else:
+                raise MalformedMessage()
+        except CryptoError as failure:
+            await self._report_unreadable(deliver, failure)
             return
-        self.keystore.remember_seen(deliver.message)
+        if signed is not None:
+            await self._accept_message(deliver, signed, recipient)
+        self._handled(deliver.seq)
+
+    async def _report_unreadable(self, deliver: frames.Deliver, failure: CryptoError) -> None:
+        """Never shown as text: the application hears of it, the sender is asked to repair (§6.6)."""
+        logger.warning("message %s could not be opened: %s", deliver.message, failure.code)
+        self._events.put_nowait(
+            Undecryptable(
+                deliver.message, deliver.sender, deliver.sender_device, failure.code, repairing=True
+            )
+        )
+        receipt = self._receipt(deliver.message, "decrypt-failed", hashlib.sha256(deliver.body).digest())
+        await self._send_or_queue(receipt)
+        self._handled(deliver.seq)
+
+    async def _accept_message(
+        self, deliver: frames.Deliver, signed: SignedPayload | SignedGroupPayload, recipient: str
+    ) -> None:
+        """A verified message: shown once (by server id, and by sender device + client id), then receipted."""
         payload = signed.payload
+        self.keystore.remember_seen(deliver.message)
+        replay_key = f"{deliver.sender}/{deliver.sender_device}/{payload.client_message_id}"
+        if not self.keystore.remember_seen(replay_key):
+            logger.warning("message %s repeats a message already shown; not shown again", deliver.message)
+            return
+        outgoing = deliver.sender == self.username
         message = Message(
             id=deliver.message,
             sender=deliver.sender,
             sender_device=deliver.sender_device,
-            recipient=deliver.to,
+            recipient=recipient,
             text=payload.text,
             sent_at=from_millis(payload.sent_at_ms),
             accepted_at=from_millis(deliver.at),
@@ -559,12 +726,64 @@ class Client:
             payload=signed.encoded,
             signer_key=signed.signer,
             ciphertext_sha256=hashlib.sha256(deliver.body).digest(),
+            group=deliver.group,
             outgoing=outgoing,
         )
         self._messages.put_nowait(message)
         if not outgoing:
             await self._send_or_queue(self._receipt(deliver.message, "decrypted", message.ciphertext_sha256))
-        self._handled(deliver.seq)
+
+    async def _open_group_message(
+        self, deliver: frames.Deliver, group_id: str, sender: DeviceAddress, identity: PublicIdentity
+    ) -> SignedPayload | SignedGroupPayload | None:
+        """Install the sender key copy if any, then open the body (group body, or repaired pairwise copy)."""
+        conversation = Conversation.group(group_id)
+        if deliver.key is not None:
+            distribution = e2e.decrypt(
+                self.keystore,
+                self._own(),
+                deliver.key,
+                delivered_by=sender,
+                sender_identity=identity,
+                conversation=conversation,
+            )
+            if not is_distribution(distribution.payload):
+                raise InvalidDistribution()
+            self._groups.install(group_id, sender, distribution, identity)
+        if deliver.body[:1] == bytes([wire.FORMAT_VERSION]):
+            repaired = e2e.decrypt(
+                self.keystore,
+                self._own(),
+                deliver.body,
+                delivered_by=sender,
+                sender_identity=identity,
+                conversation=conversation,
+            )
+            return None if is_distribution(repaired.payload) else repaired
+        receiver = self._groups.receiver(group_id, sender)
+        if receiver is None:
+            raise UnknownSenderKey()
+        opened = receiver.decrypt(deliver.body, delivered_by=sender, conversation=conversation)
+        self._groups.store_receiver(group_id, sender, receiver)
+        return opened
+
+    def _on_group_event(self, event: frames.GroupEvent) -> None:
+        self._groups.apply_event(event)
+        if event.event == "devices-changed" and event.subject is not None:
+            self._spawn(self._directory.devices(event.subject, refresh=True))
+        self._events.put_nowait(
+            GroupChanged(
+                group=event.group,
+                epoch=event.epoch,
+                event=event.event,
+                actor=event.actor,
+                subject=event.subject,
+                name=event.name,
+                role=event.role,
+                at=from_millis(event.at),
+            )
+        )
+        self._handled(event.seq)
 
     async def _on_status(self, status: frames.Status) -> None:
         """Verify the receiving device's signature, keep the receipt with the sent message, report it."""
@@ -655,7 +874,12 @@ class Client:
     async def set_typing(self, to: str, active: bool = True) -> None:
         """Ephemeral: dropped rather than queued while disconnected."""
         if self._ready.is_set():
-            await self._write(codec.encode(frames.Typing(to=to, active=active)))
+            typing = (
+                frames.Typing(group=to, active=active)
+                if is_group_id(to)
+                else frames.Typing(to=to, active=active)
+            )
+            await self._write(codec.encode(typing))
 
     async def watch(self, users: Sequence[str]) -> None:
         """Follow the presence of these contacts (replaces the previous set; kept across reconnects)."""

@@ -27,7 +27,8 @@ class Message:
     sender: str
     sender_device: int
     recipient: str
-    """The user it was sent to; for a copy of your own message from another of your devices, the peer."""
+    """The user it was sent to (for a copy of your own message from another of your devices, the peer),
+    or the group id for a group message."""
     text: str
     sent_at: datetime
     """The sender device's clock, signed by the sender."""
@@ -42,10 +43,14 @@ class Message:
     """The sender device's Ed25519 identity key."""
     ciphertext_sha256: bytes = b""
     """SHA-256 of the ciphertext this device received; its signed receipts name it."""
+    group: str | None = None
+    """The care-team group it was sent to; None for a one to one message."""
 
     @property
     def peer(self) -> str:
-        """The other party of the conversation, whichever side sent it."""
+        """The conversation: the group id, or the other party whichever side sent it."""
+        if self.group is not None:
+            return self.group
         return self.recipient if self.outgoing else self.sender
 
     outgoing: bool = False
@@ -86,6 +91,8 @@ class Typing:
     sender: str
     sender_device: int
     active: bool
+    group: str | None = None
+    """Set when the sender types in that group."""
 
 
 @dataclass(frozen=True)
@@ -125,4 +132,20 @@ class IdentityChanged:
     replaced: list[int]
 
 
-Event = Receipt | Typing | PresenceChange | Undecryptable | IdentityChanged
+@dataclass(frozen=True)
+class GroupChanged:
+    """A change of a group you belong to (or were removed from), in the order the server recorded them."""
+
+    group: str
+    epoch: int
+    event: str
+    """``created``, ``member-added``, ``member-removed``, ``member-left``, ``renamed``, ``role-changed``,
+    ``devices-changed``."""
+    actor: str
+    subject: str | None
+    name: str | None
+    role: str | None
+    at: datetime
+
+
+Event = Receipt | Typing | PresenceChange | Undecryptable | IdentityChanged | GroupChanged

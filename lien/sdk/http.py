@@ -3,26 +3,36 @@
 from __future__ import annotations
 
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 import msgspec
 
+from lien.ledger import Proof
 from lien.protocol import errors
 from lien.protocol.api import (
     Account,
     DeviceList,
     DeviceRegistration,
+    DirectoryPage,
     ErrorResponse,
+    GroupCreate,
+    GroupInfo,
+    GroupList,
+    GroupRename,
     KeyBundles,
     KeyClaim,
     LoginRequest,
+    MemberAdd,
     MessageReceipts,
+    MyDevices,
     OneTimePrekey,
     PrekeyStatus,
     PrekeyUpload,
     Profile,
     PublicProfile,
     RegisterRequest,
+    RoleChange,
     SessionGrant,
 )
 
@@ -104,6 +114,48 @@ class ApiClient:
         status = await self._call("GET", "/v1/devices/self/prekeys", PrekeyStatus)
         assert status is not None
         return status
+
+    async def create_group(self, request: GroupCreate) -> GroupInfo:
+        return await self._required("POST", "/v1/groups", GroupInfo, request)
+
+    async def groups(self) -> GroupList:
+        return await self._required("GET", "/v1/groups", GroupList)
+
+    async def group(self, group_id: str) -> GroupInfo:
+        return await self._required("GET", f"/v1/groups/{group_id}", GroupInfo)
+
+    async def add_member(self, group_id: str, request: MemberAdd) -> GroupInfo:
+        return await self._required("POST", f"/v1/groups/{group_id}/members", GroupInfo, request)
+
+    async def remove_member(self, group_id: str, username: str) -> GroupInfo:
+        return await self._required("DELETE", f"/v1/groups/{group_id}/members/{username}", GroupInfo)
+
+    async def change_role(self, group_id: str, username: str, request: RoleChange) -> GroupInfo:
+        return await self._required("PUT", f"/v1/groups/{group_id}/members/{username}", GroupInfo, request)
+
+    async def rename_group(self, group_id: str, request: GroupRename) -> GroupInfo:
+        return await self._required("PATCH", f"/v1/groups/{group_id}", GroupInfo, request)
+
+    async def leave_group(self, group_id: str) -> None:
+        await self._call("POST", f"/v1/groups/{group_id}/leave", None)
+
+    async def proof(self, message_id: str) -> Proof:
+        return await self._required("GET", f"/v1/messages/{message_id}/proof", Proof)
+
+    async def my_devices(self) -> MyDevices:
+        return await self._required("GET", "/v1/devices", MyDevices)
+
+    async def remove_device(self, device_id: int) -> None:
+        await self._call("DELETE", f"/v1/devices/{device_id}", None)
+
+    async def directory(self, **query: str | int) -> DirectoryPage:
+        params = "&".join(f"{name}={quote(str(value))}" for name, value in query.items() if value != "")
+        return await self._required("GET", f"/v1/directory?{params}", DirectoryPage)
+
+    async def _required(self, method: str, path: str, response_type: type[T], body: Any = None) -> T:
+        answer = await self._call(method, path, response_type, body)
+        assert answer is not None
+        return answer
 
     async def receipts(self, message_id: str) -> MessageReceipts:
         receipts = await self._call("GET", f"/v1/messages/{message_id}/receipts", MessageReceipts)
