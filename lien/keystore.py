@@ -87,6 +87,8 @@ class GroupRecord(msgspec.Struct):
     """The sender key must be replaced before the next message (someone left, a device changed)."""
     distributed: list[str] = []
     """``user/device`` of the member devices that hold this device's current sender key."""
+    synced: bool = False
+    """True once the member list came from the server (events alone do not list the first members)."""
 
 
 class _Contents(msgspec.Struct, kw_only=True):

@@ -500,7 +500,8 @@ class Client:
     async def _build_group_send(
         self, group_id: str, client_id: str, text: str, sent_at: int, *, refresh: bool
     ) -> tuple[frames.GroupSend, list[DeviceAddress]]:
-        if refresh:
+        known = self._groups.record(group_id)
+        if refresh or known is None or not known.synced:
             self._groups.learn(await self._api.group(group_id))
         record = self._groups.record(group_id)
         if record is None or not record.active:

@@ -51,6 +51,7 @@ class GroupBook:
                 record.rotate = True
             record.name, record.epoch, record.members = info.name, info.epoch, members
         record.active = self._own.user in members
+        record.synced = True
         self._keystore.set_group(info.id, record)
         return record
 
