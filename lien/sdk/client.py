@@ -21,6 +21,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
+import msgspec
 import websockets
 from websockets.asyncio.client import ClientConnection
 
@@ -38,7 +39,8 @@ from lien.crypto.payload import (
     SignedPayload,
 )
 from lien.crypto.safety import SafetyNumber
-from lien.keystore import Keystore, SentRecord
+from lien.keystore import KeptReceipt, Keystore, SentRecord
+from lien.ledger import Evidence
 from lien.protocol import client as proto
 from lien.protocol import codec, errors, frames, limits
 from lien.protocol.api import (
@@ -886,6 +888,25 @@ class Client:
         """Follow the presence of these contacts (replaces the previous set; kept across reconnects)."""
         self._watched = list(users)
         await self._send_or_queue(codec.encode(frames.Watch(users=self._watched)))
+
+    async def message_proof(self, message: Message | str) -> bytes:
+        """The proof bundle of a message, as JSON for ``lien verify-proof`` (docs/protocol.md §10.5).
+
+        Pass a received :class:`Message` to include the signed text you hold
+        (the evidence of what was said); a message id gives the bundle alone.
+        """
+        message_id = message if isinstance(message, str) else message.id
+        proof = await self._api.proof(message_id)
+        if isinstance(message, Message):
+            evidence = Evidence(
+                payload=message.payload, signature=message.signature, signer_key=message.signer_key
+            )
+            proof = msgspec.structs.replace(proof, evidence=evidence)
+        return msgspec.json.encode(proof)
+
+    def kept_receipts(self, message_id: str) -> list[KeptReceipt]:
+        """The verified, signed receipts this device kept for a message it sent."""
+        return self.keystore.kept_receipts(message_id)
 
     async def receipts(self, message_id: str) -> list[Receipt]:
         """Every receipt the server recorded for a message you sent."""
