@@ -18,6 +18,8 @@ from server.http.common import on_http_exception, on_lien_error, on_unexpected
 from server.ledger_signer import LedgerSigner, load_or_create_key
 from server.metrics import Metrics
 from server.presence import make_presence
+from server.ratelimit import make_rate_limiter
+from server.retention import Policy, RetentionTask
 from server.services import Services, now_ms
 from server.settings import Settings
 from server.storage.committer import GroupCommitter
@@ -59,6 +61,9 @@ def create_app(settings: Settings) -> Starlette:
             metrics=Metrics(),
             hub=hub,
             signer=signer,
+            rate_limiter=make_rate_limiter(
+                settings.redis_url, rate=settings.message_rate, burst=settings.message_burst
+            ),
         )
         committer.on_batch = services.metrics.commit_batch.observe
         await broker.start()
@@ -66,6 +71,13 @@ def create_app(settings: Settings) -> Starlette:
         await presence.start()
         committer.start()
         signer.start()
+        retention_task = RetentionTask(
+            database,
+            Policy(settings.message_max_age_days, settings.ledger_retention_days),
+            interval=settings.retention_interval,
+            clock=now_ms,
+        )
+        retention_task.start()
         app.state.services = services
         logger.info(
             "node %s ready (storage %s, broker %s)",
@@ -79,6 +91,8 @@ def create_app(settings: Settings) -> Starlette:
             logger.info("node %s shutting down", settings.effective_node_name)
             await hub.close_all()
             await signer.close()
+            await retention_task.close()
+            await services.rate_limiter.close()
             await committer.close()
             await presence.close()
             await broker.close()

@@ -45,6 +45,9 @@ class PresenceStore(Protocol):
     async def online(self, user_ids: Sequence[int]) -> set[int]:
         """Those of ``user_ids`` who have at least one device online."""
 
+    async def connection_count(self, user_id: int) -> int:
+        """Live connections of the user on every node (fair use: ``--max-connections-per-account``)."""
+
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
@@ -103,6 +106,9 @@ class InMemoryPresence:
 
     async def online(self, user_ids: Sequence[int]) -> set[int]:
         return {user_id for user_id in user_ids if user_id in self._local.by_user}
+
+    async def connection_count(self, user_id: int) -> int:
+        return sum(self._local.by_user.get(user_id, Counter()).values())
 
 
 class RedisPresence:
@@ -193,6 +199,14 @@ class RedisPresence:
         except UNREACHABLE as exc:
             raise BrokerUnavailable(f"cannot read presence: {exc}") from exc
         return found
+
+    async def connection_count(self, user_id: int) -> int:
+        now = _now_ms()
+        try:
+            expiries = await self._client.hvals(_key(user_id))
+        except UNREACHABLE as exc:
+            raise BrokerUnavailable(f"cannot read presence: {exc}") from exc
+        return sum(1 for expiry in expiries if int(expiry) > now)
 
     def _field(self, device_id: int) -> str:
         return f"{device_id}:{self._node}"

@@ -408,21 +408,37 @@ class Client:
         sent_at = _now_ms()
         refresh = False
         for _ in range(_MISMATCH_RETRIES + 1):
-            future: asyncio.Future[frames.Accepted] = asyncio.get_running_loop().create_future()
             async with self._send_lock:
                 frame = await self._build_send(client_id, to, text, sent_at, refresh=refresh)
-                self._waiting[client_id] = future
-                data = self._protocol.send(frame)
-                if self._ready.is_set():
-                    await self._write(data)
+                future = await self._dispatch(frame)
             try:
-                accepted = await future
+                accepted = await self._until_accepted(frame, future)
             except errors.DevicesMismatch:
                 refresh = True
                 continue
             self.keystore.remember_sent(accepted.message, SentRecord(to, client_id, sent_at, text))
             return accepted.message
         raise errors.DevicesMismatch("The recipient's devices kept changing; try again.")
+
+    async def _dispatch(self, frame: frames.Send | frames.GroupSend) -> asyncio.Future[frames.Accepted]:
+        """Hand a send to the connection (or to the resend queue while offline); its answer will come."""
+        future: asyncio.Future[frames.Accepted] = asyncio.get_running_loop().create_future()
+        self._waiting[frame.id] = future
+        data = self._protocol.send(frame)
+        if self._ready.is_set():
+            await self._write(data)
+        return future
+
+    async def _until_accepted(
+        self, frame: frames.Send | frames.GroupSend, future: asyncio.Future[frames.Accepted]
+    ) -> frames.Accepted:
+        """Wait for ``accepted``; over the account's fair-use rate, wait the delay given and send it again."""
+        while True:
+            try:
+                return await future
+            except errors.RateLimited as limited:
+                await asyncio.sleep(limited.retry_after or 1.0)
+                future = await self._dispatch(frame)
 
     # --- groups ----------------------------------------------------------------
 
@@ -479,17 +495,13 @@ class Client:
         sent_at = _now_ms()
         refresh = self._groups.record(group_id) is None
         for _ in range(_MISMATCH_RETRIES + 1):
-            future: asyncio.Future[frames.Accepted] = asyncio.get_running_loop().create_future()
             async with self._send_lock:
                 frame, lacking = await self._build_group_send(
                     group_id, client_id, text, sent_at, refresh=refresh
                 )
-                self._waiting[client_id] = future
-                data = self._protocol.send(frame)
-                if self._ready.is_set():
-                    await self._write(data)
+                future = await self._dispatch(frame)
             try:
-                accepted = await future
+                accepted = await self._until_accepted(frame, future)
             except (errors.StaleMembership, errors.DevicesMismatch):
                 refresh = True
                 continue

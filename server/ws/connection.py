@@ -69,6 +69,8 @@ class DeviceConnection:
             caller = await self._authenticate()
             if caller is None:
                 return
+            if not await self._within_connection_limit(caller):
+                return
             self.caller = caller
             await self._start(caller)
             reader = self._spawn(self._read_loop())
@@ -114,6 +116,21 @@ class DeviceConnection:
                     await self._close_with(error)
                     return None
                 await self._send_now(frames.Error(code=error.code, message=error.message))
+
+    async def _within_connection_limit(self, caller: Caller) -> bool:
+        limit = self.services.settings.max_connections_per_account
+        try:
+            connected = await self.services.presence.connection_count(caller.user_id)
+        except BrokerUnavailable:
+            return True  # never refuse care for a broken counter
+        if connected < limit:
+            return True
+        await self._close_with(
+            errors.TooManyConnections(
+                f"At most {limit} devices of an account connect at once.", retry_after=5.0
+            )
+        )
+        return False
 
     async def _start(self, caller: Caller) -> None:
         services = self.services
@@ -184,7 +201,9 @@ class DeviceConnection:
     async def _close_with(self, error: errors.LienError) -> None:
         self.services.metrics.errors.labels(error.code).inc()
         try:
-            await self._send_now(frames.Error(code=error.code, message=error.message))
+            await self._send_now(
+                frames.Error(code=error.code, message=error.message, retry_after=error.retry_after)
+            )
             await self.websocket.close(code=error.close_code or 1000, reason=error.code)
         except (WebSocketDisconnect, RuntimeError, ConnectionError):
             pass
@@ -265,6 +284,17 @@ class DeviceConnection:
     async def _write_sends(self, caller: Caller) -> None:
         while self._sends:
             batch, self._sends = self._sends, []
+            grant = await self.services.rate_limiter.take(caller.user_id, len(batch))
+            if grant.granted < len(batch):
+                # Refuse the tail, in order: the SDK resends it after the delay, order intact.
+                refused = batch[grant.granted :]
+                batch = batch[: grant.granted]
+                self._sends_in_flight -= len(refused)
+                self.services.metrics.rate_limited.inc(len(refused))
+                for send in refused:
+                    self._report(errors.RateLimited(retry_after=grant.retry_after), send.id)
+                if not batch:
+                    continue
             try:
                 answers = await messaging.accept_envelopes(self.services, caller, batch)
             except Exception:
