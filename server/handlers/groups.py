@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from lien.protocol import errors, frames, limits
 from lien.protocol.api import GroupCreate, GroupInfo, GroupList, GroupMember, MemberAdd, Role, RoleChange
 from lien.protocol.codec import encode
-from server.handlers.messaging import announce
+from server.handlers.notify import announce
 from server.handlers.users import resolve_user
 from server.services import Caller, Services
 from server.storage import accounts, devices, messages

@@ -23,7 +23,8 @@ from lien.protocol.api import (
     RoleChange,
     SignedPrekey,
 )
-from server.handlers import accounts, directory, exports, groups, keys, messaging, proofs
+from server.handlers import accounts, directory, exports, groups, keys, proofs
+from server.handlers import receipts as receipt_rules
 from server.http.common import authenticated, json_response, parse_body, parse_optional_body, services_of
 from server.storage import accounts as account_store
 
@@ -167,7 +168,7 @@ async def receipts(request: Request) -> Response:
     caller = await authenticated(request)
     services = services_of(request)
     message_id = request.path_params["message_id"]
-    rows = await messaging.message_receipts(services, caller, message_id)
+    rows = await receipt_rules.message_receipts(services, caller, message_id)
     async with services.database.read() as connection:
         names = await account_store.usernames_by_id(connection, list({row.user_id for row in rows}))
     return json_response(

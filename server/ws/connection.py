@@ -18,7 +18,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from lien.protocol import codec, errors, frames, limits
 from server.broker import BrokerUnavailable, Subscription
-from server.handlers import accounts, messaging
+from server.handlers import accounts, envelopes, messaging, receipts
 from server.services import Caller, Services
 from server.storage import devices, messages
 from server.ws import notices
@@ -52,7 +52,7 @@ class DeviceConnection:
         self._acked_seq = 0
         self._ack_target = 0
         self._ack_writer: asyncio.Task[None] | None = None
-        self._sends: list[messaging.Envelope] = []
+        self._sends: list[envelopes.Envelope] = []
         self._sends_in_flight = 0
         self._send_writer: asyncio.Task[None] | None = None
         self._receipts: list[frames.Receipt] = []
@@ -272,7 +272,7 @@ class DeviceConnection:
             case frames.Auth():
                 raise errors.AlreadyAuthenticated()
 
-    def _queue_send(self, caller: Caller, send: messaging.Envelope) -> None:
+    def _queue_send(self, caller: Caller, send: envelopes.Envelope) -> None:
         """Envelopes are stored in the order they arrived, those that queue up meanwhile together."""
         if self._sends_in_flight >= limits.MAX_SENDS_IN_FLIGHT:
             raise errors.TooManyInFlight()
@@ -296,7 +296,7 @@ class DeviceConnection:
                 if not batch:
                     continue
             try:
-                answers = await messaging.accept_envelopes(self.services, caller, batch)
+                answers = await envelopes.accept_envelopes(self.services, caller, batch)
             except Exception:
                 self.log.exception("storing %d envelopes failed", len(batch))
                 answers = [errors.InternalError()] * len(batch)
@@ -320,7 +320,7 @@ class DeviceConnection:
         while self._receipts:
             batch, self._receipts = self._receipts, []
             try:
-                outcomes = await messaging.record_receipts(self.services, caller, batch)
+                outcomes = await receipts.record_receipts(self.services, caller, batch)
             except Exception:
                 self.log.exception("recording receipts failed")
                 for receipt in batch:
@@ -438,7 +438,7 @@ class DeviceConnection:
                     frame = entry.frame
                     if frame is None:
                         assert entry.group_message is not None
-                        frame = messaging.group_message_frame(entry.seq, entry.group_message)
+                        frame = envelopes.group_message_frame(entry.seq, entry.group_message)
                     self._push_entry(entry.seq, entry.created_at, frame)
             for seq in [seq for seq in self._pending if seq <= self._pushed_seq]:
                 del self._pending[seq]
