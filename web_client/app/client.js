@@ -1,0 +1,699 @@
+/**
+ * The browser client: one WebSocket per device driven by `ClientProtocol`, the keystore,
+ * the end-to-end layer and the history (the behaviour of `lien/sdk/client.py`,
+ * docs/protocol.md §6 and §7).
+ *
+ * - Reconnects with capped, jittered backoff; resends unaccepted sends under the same
+ *   client message id after `ready`, before anything else; sends typed while offline
+ *   go out after the next `ready`.
+ * - Saves the keystore before any ciphertext leaves and before acking.
+ * - Shows each message once (server message id, then sender device + client message id).
+ * - Receipts: `decrypted` when a body opened, `read` when the user saw it,
+ *   `decrypt-failed` to have the sender repair its session and `resend` (§6.6).
+ *
+ * Events (`addEventListener`): `connection` {state}, `conversation` {peer}, `message`
+ * {message}, `status` {message}, `typing` {user, active}, `presence` {user, online},
+ * `identity` {user, change}, `notice` {code}, `fatal` {error}.
+ */
+import { fromBase64, toBase64 } from '../src/crypto/bytes.js';
+import { CryptoError } from '../src/crypto/errors.js';
+import { Conversation, DeviceAddress, Payload } from '../src/crypto/payload.js';
+import { Api } from './api.js';
+import { Directory } from './directory.js';
+import * as e2e from './e2e.js';
+import { LienError, NETWORK_ERROR } from './errors.js';
+import { History } from './history.js';
+import { Keystore, destroyKeystore, keystoreExists } from './keystore.js';
+import {
+  Backoff, ClientProtocol, FATAL_CLOSE_CODES, newClientId, receiptFrame, resendFrame, sendFrame, typingFrame,
+  watchFrame, encodeFrame, wsUrl,
+} from './protocol.js';
+
+const ACK_EVERY = 32;
+const ACK_DELAY_MS = 20;
+const MISMATCH_RETRIES = 3;
+const OUTBOX_LIMIT = 10_000;
+const DEVICE_NAME = 'Navigateur';
+const TOKEN_MARGIN_MS = 60 * 60 * 1000;
+const REPLACED = 4409;
+
+/** Runs async sections one at a time, in call order. */
+class Mutex {
+  #tail = Promise.resolve();
+
+  run(section) {
+    const result = this.#tail.then(section);
+    this.#tail = result.catch(() => {});
+    return result;
+  }
+}
+
+export class Client extends EventTarget {
+  /** @param {string} baseUrl @param {Keystore} keystore */
+  constructor(baseUrl, keystore) {
+    super();
+    this.baseUrl = baseUrl;
+    this.keystore = keystore;
+    this.api = new Api(baseUrl, keystore.data.token);
+    this.protocol = new ClientProtocol();
+    this.directory = new Directory(this.api, keystore, (detail) => this.#emit('identity', detail));
+    this.history = new History(keystore.data.conversations);
+    this.state = 'offline';
+    this.watched = [];
+    this.presence = new Map();
+    this.socket = null;
+    this.#restoreOutbox();
+  }
+
+  #generation = 0;
+  #frames = Promise.resolve();
+  #backoff = new Backoff();
+  #closed = false;
+  #retryTimer = null;
+  #ackTimer = null;
+  #outbox = [];
+  #sendLock = new Mutex();
+  #mismatchRetries = new Map();
+  #replenishing = false;
+
+  // --- accounts ----------------------------------------------------------
+
+  /**
+   * Create the account and this device. The keystore is saved before the server hears of
+   * the device (its private keys must exist wherever its public keys do) and removed again
+   * if the server refuses.
+   */
+  static async register(baseUrl, { username, password, profile, invite = null }) {
+    if (await keystoreExists(username)) throw new LienError('username-taken');
+    return Client.#enrol(baseUrl, username, password, (api, device) => (
+      api.register({ username, password, profile, device, invite })
+    ), profile);
+  }
+
+  /**
+   * Sign in: unlock this browser's keystore of `username` (argon2id on the password) and
+   * reuse its device, or, without one here, register a new device of the account.
+   */
+  static async signIn(baseUrl, username, password) {
+    if (!(await keystoreExists(username))) {
+      return Client.#enrol(baseUrl, username, password, (api, device) => api.login({ username, password, device }));
+    }
+    const keystore = await Keystore.open(username, password);
+    const expires = keystore.data.token_expires_at ?? 0;
+    if (!keystore.data.token || expires - Date.now() < TOKEN_MARGIN_MS) {
+      const grant = await new Api(baseUrl).login({ username, password, device_id: keystore.deviceId });
+      keystore.setToken(grant.token, grant.expires_at);
+      await keystore.save();
+    }
+    return new Client(baseUrl, keystore);
+  }
+
+  static async #enrol(baseUrl, username, password, request, profile = null) {
+    const keystore = Keystore.create(username, password, baseUrl);
+    const device = e2e.deviceRegistration(keystore, DEVICE_NAME);
+    await keystore.save();
+    let grant;
+    try {
+      grant = await request(new Api(baseUrl), device);
+    } catch (error) {
+      await destroyKeystore(username);
+      throw error;
+    }
+    keystore.data.device_id = grant.device;
+    keystore.setToken(grant.token, grant.expires_at);
+    if (profile) keystore.data.profiles[username] = profile;
+    await keystore.save();
+    return new Client(baseUrl, keystore);
+  }
+
+  get username() {
+    return this.keystore.username;
+  }
+
+  get own() {
+    return new DeviceAddress(this.username, this.keystore.deviceId);
+  }
+
+  #emit(type, detail = {}) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  // --- connection (§7.1, §7.2) ---------------------------------------------
+
+  connect() {
+    this.#closed = false;
+    this.#open();
+  }
+
+  #setState(state) {
+    this.state = state;
+    this.#emit('connection', { state });
+  }
+
+  #open() {
+    if (this.#closed) return;
+    const generation = ++this.#generation;
+    this.#setState('connecting');
+    let socket;
+    try {
+      socket = new WebSocket(wsUrl(this.baseUrl));
+    } catch {
+      this.#scheduleReconnect();
+      return;
+    }
+    this.socket = socket;
+    socket.onopen = () => {
+      if (generation === this.#generation) socket.send(this.protocol.auth(this.keystore.data.token ?? ''));
+    };
+    socket.onmessage = (event) => {
+      this.#frames = this.#frames.then(() => this.#onFrame(event.data, generation)).catch((error) => {
+        console.warn('lien: frame handling failed', error?.code ?? error?.name);
+        this.#drop(generation);
+      });
+    };
+    socket.onclose = (event) => {
+      if (generation !== this.#generation) return;
+      this.#lost(event.code);
+    };
+  }
+
+  /** The connection cannot be trusted to go on (a look-up failed mid-frame): reconnect, unacked. */
+  #drop(generation) {
+    if (generation !== this.#generation) return;
+    const socket = this.socket;
+    this.#lost(null);
+    try {
+      socket?.close();
+    } catch {
+      // already closed
+    }
+  }
+
+  #lost(code) {
+    this.#generation += 1;
+    this.socket = null;
+    if (this.#ackTimer !== null) {
+      clearTimeout(this.#ackTimer);
+      this.#ackTimer = null;
+    }
+    if (this.#closed) return;
+    const fatal = FATAL_CLOSE_CODES.get(code);
+    if (fatal) {
+      this.#closed = true;
+      this.#setState('signed-out');
+      this.#emit('fatal', { error: new LienError(fatal) });
+      return;
+    }
+    if (code === REPLACED) {
+      // Another tab signed in as this device; reconnecting would only push it off again.
+      this.#closed = true;
+      this.#setState('replaced');
+      return;
+    }
+    this.#setState('offline');
+    this.#scheduleReconnect();
+  }
+
+  #scheduleReconnect() {
+    if (this.#closed || this.#retryTimer !== null) return;
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = null;
+      this.#open();
+    }, this.#backoff.next());
+  }
+
+  /** Try now (the browser came back online, or the user asked). */
+  reconnectNow() {
+    if (this.state === 'ready' || this.state === 'connecting') return;
+    this.#closed = false;
+    if (this.#retryTimer !== null) clearTimeout(this.#retryTimer);
+    this.#retryTimer = null;
+    this.#backoff.reset();
+    this.#open();
+  }
+
+  #write(data) {
+    if (this.state !== 'ready' || !this.socket || this.socket.readyState !== WebSocket.OPEN) return false;
+    this.socket.send(data);
+    return true;
+  }
+
+  #sendOrQueue(frame) {
+    const data = encodeFrame(frame);
+    if (!this.#write(data) && this.#outbox.length < OUTBOX_LIMIT) this.#outbox.push(data);
+  }
+
+  async #onFrame(data, generation) {
+    if (generation !== this.#generation) return; // from a connection already given up: it comes again
+    let event;
+    try {
+      event = this.protocol.receive(data);
+    } catch {
+      console.warn('lien: ignored an undecodable frame from the server');
+      return;
+    }
+    switch (event.kind) {
+      case 'connected':
+        this.#onReady(event.ready);
+        break;
+      case 'accepted':
+        await this.#onAccepted(event.accepted);
+        break;
+      case 'refused':
+        await this.#onRefused(event.clientId, event.error);
+        break;
+      case 'inbox':
+        await this.#onInbox(event.frame, generation);
+        break;
+      case 'ephemeral':
+        this.#onEphemeral(event.frame);
+        break;
+      case 'error':
+        this.#onServerError(event.error);
+        break;
+      default:
+        break;
+    }
+  }
+
+  #onReady(ready) {
+    this.#backoff.reset();
+    this.#setState('ready');
+    // Unaccepted sends first, in the order first sent, under their ids (§7.3).
+    for (const data of this.protocol.pendingSends()) this.#write(data);
+    if (this.watched.length) this.#write(encodeFrame(watchFrame(this.watched)));
+    const queued = this.#outbox;
+    this.#outbox = [];
+    for (const data of queued) this.#write(data);
+    if (ready.replenish) this.#replenishPrekeys();
+    this.#buildWaiting();
+  }
+
+  /** Sends restored from the keystore: typed before a reload and never accepted. */
+  #restoreOutbox() {
+    for (const entry of this.keystore.data.outbox) {
+      if (entry.data) this.protocol.pending.set(entry.id, entry.data);
+    }
+  }
+
+  // --- sending (§7.3) -------------------------------------------------------------
+
+  /** Queue `text` for `to`; it is encrypted and sent now, or after the next `ready`. */
+  async sendText(to, text) {
+    const clientId = newClientId();
+    const message = this.history.addOutgoing(to, { clientId, text, sentAt: Date.now(), from: this.username });
+    this.keystore.data.outbox.push({ id: clientId, to, data: null });
+    await this.keystore.save();
+    this.#emit('conversation', { peer: to });
+    await this.#build(clientId, { refresh: false });
+    return message;
+  }
+
+  /** Try a failed message again (after the user accepted a device change, for instance). */
+  async retry(clientId) {
+    const message = this.history.byClientId.get(clientId);
+    if (!message || message.status !== 'failed') return;
+    message.status = 'pending';
+    message.error = null;
+    if (!this.keystore.data.outbox.some((entry) => entry.id === clientId)) {
+      this.keystore.data.outbox.push({ id: clientId, to: message.peer, data: null });
+    }
+    this.#emit('status', { message });
+    await this.#build(clientId, { refresh: true });
+  }
+
+  #buildWaiting() {
+    for (const entry of this.keystore.data.outbox) {
+      if (!entry.data) this.#build(entry.id, { refresh: false });
+    }
+  }
+
+  /** Encrypt for every device, remember the frame, save, then send if connected. */
+  #build(clientId, { refresh }) {
+    return this.#sendLock.run(async () => {
+      const entry = this.keystore.data.outbox.find((each) => each.id === clientId);
+      const message = this.history.byClientId.get(clientId);
+      if (!entry || !message || message.id) return;
+      let frame;
+      try {
+        frame = await this.#buildSend(clientId, entry.to, message.text, message.sentAt, { refresh });
+      } catch (error) {
+        if (error instanceof LienError && error.code === NETWORK_ERROR) return; // built again after `ready`
+        this.#fail(clientId, error);
+        return;
+      }
+      entry.data = this.protocol.send(frame);
+      await this.keystore.save(); // before any body leaves: a ratchet key must never be used twice
+      this.#write(entry.data);
+    });
+  }
+
+  #fail(clientId, error) {
+    this.protocol.forget(clientId);
+    this.keystore.data.outbox = this.keystore.data.outbox.filter((each) => each.id !== clientId);
+    const code = error?.code ?? 'error';
+    if (!(error instanceof LienError) && !(error instanceof CryptoError)) console.warn('lien: send failed', error);
+    const message = this.history.failed(clientId, code);
+    this.keystore.save();
+    if (message) this.#emit('status', { message });
+  }
+
+  async #buildSend(clientId, to, text, sentAt, { refresh }) {
+    const targets = await this.#targets(to, { refresh });
+    if (!targets.length) throw new LienError('no-device');
+    await this.#openMissingSessions(targets);
+    const conversation = Conversation.user(to);
+    const copies = [];
+    for (const peer of targets) {
+      if (!e2e.hasSession(this.keystore, peer)) continue; // the server will say which devices are missing
+      const payload = new Payload({
+        sender: this.own, recipient: peer, conversation, clientMessageId: clientId, sentAtMs: sentAt, text,
+      });
+      copies.push({ device: Number(peer.device), body: toBase64(e2e.encrypt(this.keystore, payload)) });
+    }
+    if (!copies.length) throw new LienError('no-device');
+    return sendFrame(clientId, to, copies);
+  }
+
+  /** Every device of `to` and this user's other devices; stale sessions dropped. */
+  async #targets(to, { refresh }) {
+    const recipients = await this.directory.devices(to, { refresh });
+    const own = to === this.username ? recipients : await this.directory.devices(this.username, { refresh });
+    this.directory.checkAccepted(to);
+    const listed = [];
+    for (const [user, devices] of [[to, recipients], [this.username, own]]) {
+      for (const [device, identity] of devices) {
+        const peer = new DeviceAddress(user, device);
+        if (peer.equals(this.own) || listed.some(([each]) => each.equals(peer))) continue;
+        const session = e2e.loadSession(this.keystore, peer);
+        if (session !== null && !session.peerIdentity.equals(identity)) e2e.dropSession(this.keystore, peer);
+        listed.push([peer, identity]);
+      }
+    }
+    return listed.map(([peer]) => peer).sort((a, b) => a.user.localeCompare(b.user) || Number(a.device - b.device));
+  }
+
+  async #openMissingSessions(targets) {
+    const missing = new Map();
+    for (const peer of targets) {
+      if (!e2e.hasSession(this.keystore, peer)) {
+        if (!missing.has(peer.user)) missing.set(peer.user, []);
+        missing.get(peer.user).push(Number(peer.device));
+      }
+    }
+    for (const [username, devices] of missing) {
+      const claimed = await this.api.claimKeys(username, devices);
+      const listed = await this.directory.devices(username);
+      for (const bundle of claimed.bundles) {
+        const peer = new DeviceAddress(username, bundle.device);
+        const known = listed.get(bundle.device);
+        // The claim and the device list must agree: never start a session on anything else.
+        if (!known || toBase64(known.signingKey) !== bundle.identity_signing_key) continue;
+        if (!e2e.hasSession(this.keystore, peer)) e2e.startSession(this.keystore, this.own, peer, bundle);
+      }
+    }
+  }
+
+  async #onAccepted(accepted) {
+    const message = this.history.accepted(accepted.id, accepted.message, accepted.at);
+    this.keystore.data.outbox = this.keystore.data.outbox.filter((each) => each.id !== accepted.id);
+    this.#mismatchRetries.delete(accepted.id);
+    if (!message) return; // a repaired resend
+    this.keystore.rememberSent(accepted.message, {
+      to: message.peer, client_id: message.clientId, sent_at: message.sentAt, text: message.text, resent_to: [],
+    });
+    await this.keystore.save();
+    this.#emit('status', { message });
+    this.#watchContacts();
+  }
+
+  async #onRefused(clientId, error) {
+    this.protocol.forget(clientId);
+    if (error.code === 'devices-mismatch' && this.history.byClientId.has(clientId)) {
+      const tries = (this.#mismatchRetries.get(clientId) ?? 0) + 1;
+      this.#mismatchRetries.set(clientId, tries);
+      if (tries <= MISMATCH_RETRIES) {
+        const entry = this.keystore.data.outbox.find((each) => each.id === clientId);
+        if (entry) entry.data = null;
+        await this.#build(clientId, { refresh: true }); // same client id (§6.1)
+        return;
+      }
+    }
+    this.#mismatchRetries.delete(clientId);
+    this.#fail(clientId, error);
+  }
+
+  /** `peer` could not decrypt a message this device sent: new session, then resend it (§6.6). */
+  async #repair(messageId, peer) {
+    const record = this.keystore.sentMessage(messageId);
+    if (!record || record.resent_to.includes(Number(peer.device)) || peer.equals(this.own)) return;
+    try {
+      await this.#sendLock.run(async () => {
+        e2e.dropSession(this.keystore, peer);
+        await this.#openMissingSessions([peer]);
+        if (!e2e.hasSession(this.keystore, peer)) return;
+        const payload = new Payload({
+          sender: this.own, recipient: peer, conversation: Conversation.user(record.to),
+          clientMessageId: record.client_id, sentAtMs: record.sent_at, text: record.text,
+        });
+        const body = toBase64(e2e.encrypt(this.keystore, payload));
+        this.keystore.rememberSent(messageId, { ...record, resent_to: [...record.resent_to, Number(peer.device)] });
+        const data = this.protocol.send(resendFrame(newClientId(), messageId, [{ device: Number(peer.device), body }]));
+        await this.keystore.save();
+        this.#write(data);
+      });
+    } catch (error) {
+      console.warn('lien: could not repair a message', error?.code ?? error?.name);
+    }
+  }
+
+  // --- receiving (§7.4) ---------------------------------------------------------
+
+  async #onInbox(frame, generation) {
+    if (frame.type === 'message') await this.#onMessage(frame, generation);
+    else if (frame.type === 'status') this.#onStatus(frame);
+    // group_event: care-team groups come in a later version; the entry is acked.
+    if (generation === this.#generation) this.#handled(frame.seq);
+  }
+
+  async #onMessage(deliver, generation) {
+    if (this.keystore.wasSeen(deliver.message)) return; // a redelivery of something already shown
+    if (deliver.group != null || deliver.to == null) return; // groups: not in this version
+    const outgoing = deliver.sender === this.username;
+    const sender = new DeviceAddress(deliver.sender, deliver.sender_device);
+    let identity;
+    try {
+      identity = await this.directory.identityOf(deliver.sender, deliver.sender_device);
+    } catch (error) {
+      if (error instanceof LienError && error.code === NETWORK_ERROR) {
+        this.#drop(generation); // not handled, so not acked: it comes again
+        throw error;
+      }
+      identity = null;
+    }
+    let signed;
+    try {
+      if (identity === null) throw new e2e.UnknownSenderDevice();
+      signed = e2e.decrypt(this.keystore, this.own, fromBase64(deliver.body), {
+        deliveredBy: sender, senderIdentity: identity, conversation: Conversation.user(deliver.to),
+      });
+    } catch (error) {
+      if (!(error instanceof CryptoError)) throw error;
+      console.warn('lien: a message could not be opened', error.code);
+      this.#emit('notice', { code: 'undecryptable', user: deliver.sender });
+      if (!outgoing) this.#sendOrQueue(receiptFrame(deliver.message, 'decrypt-failed'));
+      return;
+    }
+    const payload = signed.payload;
+    const clientKey = `${deliver.sender}/${deliver.sender_device}/${payload.clientMessageId}`;
+    if (this.keystore.seenClientIds.has(clientKey)) {
+      this.keystore.seen.add(deliver.message);
+      return;
+    }
+    this.keystore.rememberSeen(deliver.message, clientKey);
+    const peer = outgoing ? deliver.to : deliver.sender;
+    const message = this.history.addReceived(peer, {
+      id: deliver.message, clientId: payload.clientMessageId, from: deliver.sender, fromDevice: deliver.sender_device,
+      outgoing, text: payload.text, sentAt: Number(payload.sentAtMs), at: deliver.at,
+    });
+    if (!outgoing) this.#sendOrQueue(receiptFrame(deliver.message, 'decrypted'));
+    if (message) {
+      this.#emit('conversation', { peer });
+      this.#emit('message', { message });
+      this.#fetchProfile(peer);
+    }
+  }
+
+  #onStatus(status) {
+    if (status.by === this.username) {
+      if (status.kind === 'read') {
+        const message = this.history.readElsewhere(status.message);
+        if (message) this.#emit('conversation', { peer: message.peer });
+      }
+      return;
+    }
+    if (status.kind === 'decrypt-failed') {
+      this.#repair(status.message, new DeviceAddress(status.by, status.by_device));
+    }
+    const message = this.history.receipt(status.message, status.kind, status.by, status.at);
+    if (message) this.#emit('status', { message });
+  }
+
+  #handled(seq) {
+    this.protocol.handled(seq);
+    if (this.protocol.unacked >= ACK_EVERY) this.#flushAcks();
+    else if (this.#ackTimer === null) this.#ackTimer = setTimeout(() => this.#flushAcks(), ACK_DELAY_MS);
+  }
+
+  async #flushAcks() {
+    if (this.#ackTimer !== null) clearTimeout(this.#ackTimer);
+    this.#ackTimer = null;
+    if (!this.protocol.unacked) return;
+    const generation = this.#generation;
+    const upTo = this.protocol.handledSeq;
+    await this.keystore.save(); // what is acked may be purged: the state it advanced must be saved first
+    if (generation !== this.#generation) return;
+    const data = this.protocol.ack(upTo);
+    if (data !== null) this.#write(data);
+  }
+
+  #onEphemeral(frame) {
+    switch (frame.type) {
+      case 'typing':
+        if (frame.group == null) this.#emit('typing', { user: frame.sender, active: frame.active });
+        break;
+      case 'presence':
+        this.presence.set(frame.user, frame.online);
+        this.#emit('presence', { user: frame.user, online: frame.online });
+        break;
+      case 'devices_changed':
+        this.directory.devices(frame.user, { refresh: true }).catch(() => {});
+        break;
+      case 'prekeys_low':
+        this.#replenishPrekeys();
+        break;
+      default:
+        break;
+    }
+  }
+
+  #onServerError(error) {
+    if ((error.code === 'not-a-contact' || error.code === 'unknown-user') && Array.isArray(error.details?.users)) {
+      const refused = new Set(error.details.users);
+      this.watched = this.watched.filter((user) => !refused.has(user));
+      if (this.watched.length) this.#sendOrQueue(watchFrame(this.watched));
+      return;
+    }
+    console.warn('lien: server error', error.code);
+    this.#emit('notice', { code: error.code });
+  }
+
+  async #replenishPrekeys() {
+    if (this.#replenishing) return;
+    this.#replenishing = true;
+    try {
+      const prekeys = e2e.newPrekeys(this.keystore);
+      await this.keystore.save(); // private halves first
+      await this.api.uploadPrekeys(prekeys);
+    } catch (error) {
+      console.warn('lien: prekey upload failed', error?.code);
+    } finally {
+      this.#replenishing = false;
+    }
+  }
+
+  // --- read marks, typing, presence ------------------------------------------------
+
+  /** The user sees the conversation with `peer`: send `read` for what was unread. */
+  async markRead(peer) {
+    const unread = this.history.takeUnread(peer);
+    if (!unread.length) return;
+    for (const message of unread) this.#sendOrQueue(receiptFrame(message.id, 'read'));
+    this.#emit('conversation', { peer });
+    await this.keystore.save();
+  }
+
+  /** Ephemeral: dropped rather than queued while disconnected (§7.6). */
+  setTyping(to, active) {
+    this.#write(encodeFrame(typingFrame(to, active)));
+  }
+
+  /** Follow the presence of the users one has exchanged messages with (contacts, §6.6). */
+  #watchContacts() {
+    const contacts = this.history.list()
+      .filter((each) => each.kind === 'user' && each.peer !== this.username)
+      .filter((each) => each.messages.some((message) => message.id))
+      .map((each) => each.peer)
+      .sort();
+    if (contacts.join() === this.watched.join()) return;
+    this.watched = contacts;
+    this.#sendOrQueue(watchFrame(contacts));
+  }
+
+  start() {
+    this.#watchContacts();
+    this.connect();
+  }
+
+  // --- profiles and directory ------------------------------------------------
+
+  profileOf(username) {
+    return this.keystore.data.profiles[username] ?? null;
+  }
+
+  async #fetchProfile(username) {
+    if (this.keystore.data.profiles[username]) return;
+    try {
+      const found = await this.api.profile(username);
+      this.keystore.data.profiles[username] = found.profile;
+      this.#emit('conversation', { peer: username });
+    } catch {
+      // shown by username until the next try
+    }
+  }
+
+  rememberProfile(username, profile) {
+    this.keystore.data.profiles[username] = profile;
+  }
+
+  searchDirectory(query) {
+    return this.api.searchDirectory(query);
+  }
+
+  async safetyNumber(username) {
+    return this.directory.safetyNumber(this.username, username);
+  }
+
+  async acceptIdentity(username) {
+    await this.directory.accept(username);
+    await this.keystore.save();
+  }
+
+  /** Revoke this device's session on the server and close; keys and history stay in the keystore. */
+  async signOut() {
+    try {
+      if (this.state === 'ready') await this.#flushAcks();
+      await this.api.logout();
+    } catch {
+      // signed out locally all the same
+    }
+    this.keystore.setToken(null, null);
+    await this.keystore.save();
+    this.close();
+  }
+
+  close() {
+    this.#closed = true;
+    if (this.#retryTimer !== null) clearTimeout(this.#retryTimer);
+    this.#retryTimer = null;
+    this.#generation += 1;
+    const socket = this.socket;
+    this.socket = null;
+    try {
+      socket?.close(1000);
+    } catch {
+      // already closed
+    }
+    this.#setState('closed');
+  }
+}
