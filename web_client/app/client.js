@@ -196,6 +196,10 @@ export class Client extends EventTarget {
       clearTimeout(this.#ackTimer);
       this.#ackTimer = null;
     }
+    if (this.presence.size) {
+      this.presence.clear(); // unknown until the next `watch` answers
+      this.#emit('presence', { user: null, online: false });
+    }
     if (this.#closed) return;
     const fatal = FATAL_CLOSE_CODES.get(code);
     if (fatal) {
@@ -518,9 +522,9 @@ export class Client extends EventTarget {
     });
     if (!outgoing) this.#sendOrQueue(receiptFrame(deliver.message, 'decrypted'));
     if (message) {
+      await this.#fetchProfile(peer); // so the notice names the sender
       this.#emit('conversation', { peer });
       this.#emit('message', { message });
-      this.#fetchProfile(peer);
     }
   }
 

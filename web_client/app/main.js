@@ -106,7 +106,8 @@ class Messenger {
     });
     client.addEventListener('presence', ({ detail }) => {
       this.#renderList();
-      if (this.current === detail.user && this.view instanceof ConversationView) this.view.refresh();
+      const concerned = detail.user === null || this.current === detail.user;
+      if (concerned && this.view instanceof ConversationView) this.view.refresh();
     });
     client.addEventListener('identity', ({ detail }) => {
       this.#renderList();
@@ -149,7 +150,9 @@ class Messenger {
           dataset: { peer: conversation.peer },
           onclick: () => this.open(conversation.peer),
         },
-        h('span', { class: online ? 'dot online' : 'dot', role: 'img', 'aria-label': online ? 'En ligne' : 'Hors ligne' }),
+        online === undefined
+          ? h('span', { class: 'dot', 'aria-hidden': 'true' })
+          : h('span', { class: online ? 'dot online' : 'dot', role: 'img', 'aria-label': online ? 'En ligne' : 'Hors ligne' }),
         h('span', { class: 'item-main' },
           h('span', { class: 'item-name' }, name, warn ? h('span', { class: 'warn-badge', title: 'Appareils modifiés' }, ' ⚠') : null),
           h('span', { class: 'item-preview' }, last ? `${last.outgoing ? 'Vous : ' : ''}${last.text}` : describe(client.profileOf(conversation.peer)))),

@@ -11,8 +11,8 @@ export async function renderSafety(client, peer, { back }) {
   const body = h('div', { class: 'safety-body', 'aria-live': 'polite' }, h('p', {}, 'Calcul…'));
   const element = h('section', { class: 'safety', 'aria-labelledby': 'safety-title' },
     h('header', { class: 'conversation-header' },
-      h('button', { type: 'button', class: 'icon back', 'aria-label': 'Retour à la conversation', onclick: back }, '←'),
-      h('h2', { id: 'safety-title' }, `Numéro de sécurité avec ${name}`)),
+      h('h2', { id: 'safety-title', class: 'grow' }, `Numéro de sécurité avec ${name}`),
+      h('button', { type: 'button', class: 'secondary', onclick: back }, 'Retour à la conversation')),
     body);
   queueMicrotask(async () => {
     try {
