@@ -204,6 +204,10 @@ export class Client extends EventTarget {
     const fatal = FATAL_CLOSE_CODES.get(code);
     if (fatal) {
       this.#closed = true;
+      if (fatal === 'auth-failed') {
+        this.keystore.setToken(null, null); // the next sign-in asks the server for a new one
+        this.keystore.save().catch(() => {});
+      }
       this.#setState('signed-out');
       this.#emit('fatal', { error: new LienError(fatal) });
       return;
@@ -523,6 +527,7 @@ export class Client extends EventTarget {
     if (!outgoing) this.#sendOrQueue(receiptFrame(deliver.message, 'decrypted'));
     if (message) {
       await this.#fetchProfile(peer); // so the notice names the sender
+      this.#watchContacts();
       this.#emit('conversation', { peer });
       this.#emit('message', { message });
     }

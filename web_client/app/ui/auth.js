@@ -73,7 +73,7 @@ export function renderAuth(root, { baseUrl, lastUser = null, message = null, onS
         mode === 'unlock' ? null : tabs,
         h('div', { role: mode === 'unlock' ? null : 'tabpanel', id: 'auth-panel' }, body),
         h('p', { class: 'fine' }, 'Vos messages sont chiffrés de bout en bout dans ce navigateur : le serveur ne voit que des données chiffrées.'))));
-    root.querySelector('input:not([type=hidden])')?.focus();
+    root.querySelector('input:not([hidden])')?.focus();
   }
 
   function tab(name, label) {
@@ -103,7 +103,7 @@ export function renderAuth(root, { baseUrl, lastUser = null, message = null, onS
     const form = h('form', { class: 'form', novalidate: true, 'aria-labelledby': 'signin-title' },
       h('h2', { id: 'signin-title' }, unlocking ? 'Déverrouiller' : 'Se connecter'),
       unlocking ? h('p', { class: 'hint' }, `Ce navigateur garde les clés et l’historique de ${lastUser}, chiffrés par votre mot de passe.`) : null,
-      unlocking ? h('input', { type: 'hidden', name: 'username', value: lastUser }) : field('Identifiant', username),
+      unlocking ? h('input', { type: 'text', name: 'username', value: lastUser, autocomplete: 'username', hidden: true, readonly: true }) : field('Identifiant', username),
       field('Mot de passe', password),
       error,
       h('button', { type: 'submit', class: 'primary' }, unlocking ? 'Déverrouiller' : 'Se connecter'),
