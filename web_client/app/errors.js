@@ -76,7 +76,7 @@ const FALLBACK = 'Une erreur est survenue ; réessayez.';
 
 /** Plain words for any error: a LienError, a CryptoError, a network failure, anything else. */
 export function userMessage(error) {
-  if (error instanceof LienError || error instanceof CryptoError) {
+  if (error instanceof LienError || error instanceof CryptoError || typeof error?.code === 'string') {
     return USER_MESSAGES[error.code] ?? (error instanceof CryptoError ? 'Le message n’a pas pu être déchiffré.' : FALLBACK);
   }
   if (error instanceof TypeError && /fetch|network/i.test(String(error.message))) {

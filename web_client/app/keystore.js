@@ -107,14 +107,15 @@ function deriveKey(password, salt, opslimit, memlimit) {
   );
 }
 
-function emptyContents(username, serverUrl, identity) {
-  const [seed, exchange] = identity.secretBytes();
+/** Every field the contents hold; fields added later get their default here, so older records still open. */
+function emptyContents(username, serverUrl, identity = null) {
+  const [seed, exchange] = identity ? identity.secretBytes().map(toBase64) : ['', ''];
   return {
     username,
     server_url: serverUrl,
     device_id: null,
-    identity_seed: toBase64(seed),
-    identity_exchange: toBase64(exchange),
+    identity_seed: seed,
+    identity_exchange: exchange,
     signed_prekeys: [],
     one_time_prekeys: {},
     next_prekey_id: 1,
@@ -186,11 +187,11 @@ export class Keystore {
     }
     let contents;
     try {
-      contents = { ...emptyContents(username, '', IdentityKeyPair.generate()), ...JSON.parse(fromUtf8(plaintext)) };
+      contents = { ...emptyContents(username, ''), ...JSON.parse(fromUtf8(plaintext)) };
     } catch {
       throw new KeystoreCorrupt();
     }
-    if (contents.username !== username) throw new KeystoreCorrupt();
+    if (contents.username !== username || !contents.identity_seed) throw new KeystoreCorrupt();
     const keystore = new Keystore(key, headerBytes, contents);
     await setLastUsername(username);
     return keystore;

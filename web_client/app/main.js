@@ -53,6 +53,7 @@ class Messenger {
     this.notifyButton = h('button', { type: 'button', class: 'secondary small', onclick: () => this.#enableNotifications() });
     this.list = h('ul', { class: 'conversation-list' });
     this.pane = h('div', { class: 'pane' });
+    this.toasts = h('div', { class: 'toasts' });
     this.sidebar = h('nav', { class: 'sidebar', 'aria-label': 'Conversations' },
       h('button', { type: 'button', class: 'primary wide', onclick: () => this.showSearch() }, 'Rechercher un confrère'),
       h('h2', { class: 'visually-hidden' }, 'Conversations'),
@@ -66,7 +67,8 @@ class Messenger {
           h('span', { class: 'me-name', title: `@${client.username}` }, me),
           this.notifyButton,
           h('button', { type: 'button', class: 'secondary small', onclick: () => this.signOut() }, 'Se déconnecter'))),
-      h('main', { id: 'main', class: 'layout' }, this.sidebar, this.pane));
+      h('main', { id: 'main', class: 'layout' }, this.sidebar, this.pane),
+      this.toasts);
     root.removeAttribute('aria-busy');
     this.#listen();
     this.#renderNotifyButton();
@@ -114,6 +116,13 @@ class Messenger {
       if (detail.own && detail.change) announce('Un nouvel appareil a été ajouté à votre compte.');
       else if (detail.change) announce(`Attention : les appareils de ${displayName(client, detail.user)} ont changé.`);
       if (this.current === detail.user && this.view instanceof ConversationView) this.view.refresh();
+    });
+    client.addEventListener('notice', ({ detail }) => {
+      if (detail.code === 'undecryptable') {
+        this.#toast(`Un message de ${displayName(client, detail.user)} n’a pas pu être déchiffré ; son expéditeur va le renvoyer.`);
+      } else {
+        this.#toast(userMessage({ code: detail.code }));
+      }
     });
     client.addEventListener('fatal', ({ detail }) => {
       this.client.close();
@@ -215,6 +224,13 @@ class Messenger {
     const supported = notificationsSupported();
     this.notifyButton.hidden = !supported || notificationsEnabled();
     this.notifyButton.textContent = 'Activer les notifications';
+  }
+
+  /** A short message in plain words (an error the server reported, a message that did not open). */
+  #toast(text) {
+    this.toasts.append(h('p', { class: 'toast', role: 'alert' }, text));
+    const shown = this.toasts.lastElementChild;
+    setTimeout(() => shown.remove(), 8000);
   }
 
   #replaced() {
