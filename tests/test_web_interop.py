@@ -1,9 +1,10 @@
 """The browser client and the Python SDK (`lien.Client`) talk to each other, both ways.
 
 Each side checks the other's signatures: the browser opens a body only when the Python
-device's Ed25519 signature verifies (docs/protocol-crypto.md §3.8.4), and the Python side
-gets the browser's signed payload, which it verifies offline here with the key the
-directory lists for the browser's device.
+device's Ed25519 signature verifies (docs/protocol-crypto.md §3.8.4) and counts a receipt
+only when the receiving device's signature verifies; the Python side verifies the
+browser's signed payload offline with the key the directory lists for the browser's
+device, and the browser's signed receipts (docs/protocol.md §10.4).
 """
 
 from __future__ import annotations
@@ -52,10 +53,11 @@ async def test_browser_and_python_sdk_interoperate(browser: Browser, node: LiveN
         await web.open_conversation("labo.python")
         await expect(web.messages("incoming").locator(".text")).to_have_text(alert)
         await expect(web.page.locator(".conversation-header h2")).to_have_text("Laboratoire Pasteur")
+        # The browser's receipts are signed by its device: the SDK checks them.
         decrypted = await next_receipt(lab, message_id, "decrypted")
-        assert decrypted.by == "dr.web"
+        assert (decrypted.by, decrypted.verified) == ("dr.web", True)
         read = await next_receipt(lab, message_id, "read")
-        assert read.by == "dr.web"
+        assert (read.by, read.verified) == ("dr.web", True)
 
         # Browser → Python: the SDK decrypts it and the signature is the browser device's.
         answer = "Je le convoque cet après-midi. Merci 🙏"

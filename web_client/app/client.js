@@ -17,6 +17,7 @@
  */
 import { fromBase64, toBase64 } from '../src/crypto/bytes.js';
 import { CryptoError } from '../src/crypto/errors.js';
+import { sodium } from '../src/crypto/sodium.js';
 import { Conversation, DeviceAddress, Payload } from '../src/crypto/payload.js';
 import { Api } from './api.js';
 import { Directory } from './directory.js';
@@ -25,8 +26,8 @@ import { LienError, NETWORK_ERROR } from './errors.js';
 import { History } from './history.js';
 import { Keystore, destroyKeystore, keystoreExists } from './keystore.js';
 import {
-  Backoff, ClientProtocol, FATAL_CLOSE_CODES, newClientId, receiptFrame, resendFrame, sendFrame, typingFrame,
-  watchFrame, encodeFrame, wsUrl,
+  Backoff, ClientProtocol, FATAL_CLOSE_CODES, encodeFrame, newClientId, receiptFrame, receiptSigningInput,
+  resendFrame, sendFrame, typingFrame, watchFrame, wsUrl,
 } from './protocol.js';
 
 const ACK_EVERY = 32;
@@ -479,7 +480,7 @@ export class Client extends EventTarget {
 
   async #onInbox(frame, generation) {
     if (frame.type === 'message') await this.#onMessage(frame, generation);
-    else if (frame.type === 'status') this.#onStatus(frame);
+    else if (frame.type === 'status') await this.#onStatus(frame, generation);
     // group_event: care-team groups come in a later version; the entry is acked.
     if (generation === this.#generation) this.#handled(frame.seq);
   }
@@ -489,27 +490,20 @@ export class Client extends EventTarget {
     if (deliver.group != null || deliver.to == null) return; // groups: not in this version
     const outgoing = deliver.sender === this.username;
     const sender = new DeviceAddress(deliver.sender, deliver.sender_device);
-    let identity;
-    try {
-      identity = await this.directory.identityOf(deliver.sender, deliver.sender_device);
-    } catch (error) {
-      if (error instanceof LienError && error.code === NETWORK_ERROR) {
-        this.#drop(generation); // not handled, so not acked: it comes again
-        throw error;
-      }
-      identity = null;
-    }
+    const identity = await this.#identityOf(deliver.sender, deliver.sender_device, generation);
+    const body = fromBase64(deliver.body);
+    const hash = sodium.crypto_hash_sha256(body);
     let signed;
     try {
       if (identity === null) throw new e2e.UnknownSenderDevice();
-      signed = e2e.decrypt(this.keystore, this.own, fromBase64(deliver.body), {
+      signed = e2e.decrypt(this.keystore, this.own, body, {
         deliveredBy: sender, senderIdentity: identity, conversation: Conversation.user(deliver.to),
       });
     } catch (error) {
       if (!(error instanceof CryptoError)) throw error;
       console.warn('lien: a message could not be opened', error.code);
       this.#emit('notice', { code: 'undecryptable', user: deliver.sender });
-      if (!outgoing) this.#sendOrQueue(receiptFrame(deliver.message, 'decrypt-failed'));
+      if (!outgoing) this.#sendOrQueue(this.#receipt(deliver.message, 'decrypt-failed', hash));
       return;
     }
     const payload = signed.payload;
@@ -522,9 +516,9 @@ export class Client extends EventTarget {
     const peer = outgoing ? deliver.to : deliver.sender;
     const message = this.history.addReceived(peer, {
       id: deliver.message, clientId: payload.clientMessageId, from: deliver.sender, fromDevice: deliver.sender_device,
-      outgoing, text: payload.text, sentAt: Number(payload.sentAtMs), at: deliver.at,
+      outgoing, text: payload.text, sentAt: Number(payload.sentAtMs), at: deliver.at, hash: toBase64(hash),
     });
-    if (!outgoing) this.#sendOrQueue(receiptFrame(deliver.message, 'decrypted'));
+    if (!outgoing) this.#sendOrQueue(this.#receipt(deliver.message, 'decrypted', hash));
     if (message) {
       await this.#fetchProfile(peer); // so the notice names the sender
       this.#watchContacts();
@@ -533,7 +527,49 @@ export class Client extends EventTarget {
     }
   }
 
-  #onStatus(status) {
+  /** A device's identity keys; a network failure gives the entry up unhandled (it comes again). */
+  async #identityOf(username, device, generation) {
+    try {
+      return await this.directory.identityOf(username, device);
+    } catch (error) {
+      if (error instanceof LienError && error.code === NETWORK_ERROR) {
+        this.#drop(generation); // not handled, so not acked
+        throw error;
+      }
+      return null;
+    }
+  }
+
+  /** A receipt signed by this device's identity key (docs/protocol.md §10.4). */
+  #receipt(messageId, kind, ciphertextSha256) {
+    const at = Date.now();
+    const signed = receiptSigningInput({
+      message: messageId, kind, ciphertextSha256, deviceTime: at, by: this.username, byDevice: this.keystore.deviceId,
+    });
+    return receiptFrame(messageId, kind, toBase64(ciphertextSha256), at, toBase64(this.keystore.identity.sign(signed)));
+  }
+
+  /** Whether a status carries the receiving device's valid signature. */
+  async #verifiedStatus(status, generation) {
+    const identity = await this.#identityOf(status.by, status.by_device, generation);
+    if (identity === null) return false;
+    try {
+      const hash = fromBase64(status.hash);
+      const signed = receiptSigningInput({
+        message: status.message, kind: status.kind, ciphertextSha256: hash.length === 32 ? hash : new Uint8Array(32),
+        deviceTime: status.device_time, by: status.by, byDevice: status.by_device,
+      });
+      return identity.verify(signed, fromBase64(status.signature));
+    } catch {
+      return false;
+    }
+  }
+
+  async #onStatus(status, generation) {
+    if (!(await this.#verifiedStatus(status, generation))) {
+      console.warn('lien: a receipt without a valid signature was ignored', status.kind);
+      return;
+    }
     if (status.by === this.username) {
       if (status.kind === 'read') {
         const message = this.history.readElsewhere(status.message);
@@ -617,7 +653,9 @@ export class Client extends EventTarget {
   async markRead(peer) {
     const unread = this.history.takeUnread(peer);
     if (!unread.length) return;
-    for (const message of unread) this.#sendOrQueue(receiptFrame(message.id, 'read'));
+    for (const message of unread) {
+      if (message.hash) this.#sendOrQueue(this.#receipt(message.id, 'read', fromBase64(message.hash)));
+    }
     this.#emit('conversation', { peer });
     await this.keystore.save();
   }

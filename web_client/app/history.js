@@ -70,10 +70,10 @@ export class History {
   }
 
   /** A message received, or a copy of one sent from another of one's devices (`outgoing`). */
-  addReceived(peer, { id, clientId, from, fromDevice, outgoing, text, sentAt, at }) {
+  addReceived(peer, { id, clientId, from, fromDevice, outgoing, text, sentAt, at, hash = null }) {
     if (this.byServerId.has(id)) return null;
     const message = this.#append(peer, {
-      id, clientId, from, fromDevice, outgoing, text, sentAt, at,
+      id, clientId, from, fromDevice, outgoing, text, sentAt, at, hash,
       status: outgoing ? 'sent' : 'received', readByMe: outgoing, error: null,
     });
     if (!outgoing) this.conversation(peer).unread += 1;

@@ -7,6 +7,7 @@
  * message id, so nothing is delivered twice) and what was received and not yet acked.
  * The connection glue (`client.js`) drives it; the node tests drive it alone.
  */
+import { concat, u64, u8, utf8 } from '../src/crypto/bytes.js';
 import { LienError, errorFromWire } from './errors.js';
 
 export const PROTOCOL_VERSION = 1;
@@ -33,7 +34,10 @@ const SERVER_FRAMES = {
     seq: isInt, message: isStr, sender: isStr, sender_device: isInt, to: isNullable(isStr),
     group: isNullable(isStr), body: isStr, key: isNullable(isStr), at: isInt,
   },
-  status: { seq: isInt, message: isStr, kind: isStr, by: isStr, by_device: isInt, at: isInt },
+  status: {
+    seq: isInt, message: isStr, kind: isStr, by: isStr, by_device: isInt, at: isInt, hash: isStr,
+    device_time: isInt, signature: isStr,
+  },
   group_event: { seq: isInt, group: isStr, epoch: isInt, event: isStr, actor: isStr, at: isInt },
   typing: { sender: isStr, sender_device: isInt, group: isNullable(isStr), active: isBool },
   presence: { user: isStr, online: isBool },
@@ -86,8 +90,34 @@ export function resendFrame(id, message, copies) {
   return { type: 'resend', id, message, copies };
 }
 
-export function receiptFrame(message, kind) {
-  return { type: 'receipt', message, kind };
+/**
+ * A signed receipt (docs/protocol.md §10.4): `hash` the SHA-256 of the ciphertext this
+ * device received, `at` this device's clock, `signature` its identity key's Ed25519
+ * signature over {@link receiptSigningInput}; bytes as base64.
+ */
+export function receiptFrame(message, kind, hash, at, signature) {
+  return { type: 'receipt', message, kind, hash, at, signature };
+}
+
+export const RECEIPT_DOMAIN = utf8('lien-receipt-v1\0');
+
+function str8(text) {
+  const data = utf8(text);
+  if (data.length > 255) throw new RangeError('at most 255 bytes');
+  return concat(u8(data.length), data);
+}
+
+/**
+ * What a device signs for a receipt (`lien.ledger.receipt_signing_input`):
+ * `domain || str8(message) || str8(kind) || sha256 (32) || u64(device_time) || str8(by) || u64(by_device)`.
+ */
+export function receiptSigningInput({ message, kind, ciphertextSha256, deviceTime, by, byDevice }) {
+  if (!(ciphertextSha256 instanceof Uint8Array) || ciphertextSha256.length !== 32) {
+    throw new RangeError('a ciphertext hash is 32 bytes');
+  }
+  return concat(
+    RECEIPT_DOMAIN, str8(message), str8(kind), ciphertextSha256, u64(BigInt(deviceTime)), str8(by), u64(BigInt(byDevice)),
+  );
 }
 
 export function typingFrame(to, active) {

@@ -3,8 +3,9 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { LienError } from '../app/errors.js';
+import { toHex } from '../src/crypto/bytes.js';
 import {
-  Backoff, ClientProtocol, decodeServerFrame, newClientId, sendFrame, wsUrl,
+  Backoff, ClientProtocol, decodeServerFrame, newClientId, receiptSigningInput, sendFrame, wsUrl,
 } from '../app/protocol.js';
 
 const ready = { type: 'ready', v: 1, user: 'alice', device: 1, server_time: 1, prekeys: 100, replenish: false };
@@ -86,4 +87,15 @@ test('backoff doubles to its cap, with jitter, and resets', () => {
   assert.equal(backoff.next(), 100);
   const jittered = new Backoff({ random: () => 0 });
   assert.equal(jittered.next(), 50);
+});
+
+test('the receipt signing input is the bytes lien.ledger.receipt_signing_input gives', () => {
+  const input = receiptSigningInput({
+    message: '018f00aa', kind: 'read', ciphertextSha256: Uint8Array.from({ length: 32 }, (_, index) => index),
+    deviceTime: 1795530237503, by: 'dr.martin', byDevice: 7,
+  });
+  // Printed by: python -c "from lien import ledger; print(ledger.receipt_signing_input(message='018f00aa',
+  //   kind='read', ciphertext_sha256=bytes(range(32)), device_time=1795530237503, by='dr.martin', by_device=7).hex())"
+  assert.equal(toHex(input), '6c69656e2d726563656970742d7631000830313866303061610472656164000102030405060708090a0b0c0d'
+    + '0e0f101112131415161718191a1b1c1d1e1f000001a20df1263f0964722e6d617274696e0000000000000007');
 });
