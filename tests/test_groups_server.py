@@ -230,7 +230,9 @@ async def test_a_group_message_is_stored_once_and_reaches_every_member_device(no
                 assert delivered.to is None
                 assert delivered.key == (keys[0].body if name == "nurse-tablet" else None)
                 signer, (username, device_id) = signers[name]
-                await socket.send(signed_receipt(signer, username, device_id, delivered.message, "read", body))
+                await socket.send(
+                    signed_receipt(signer, username, device_id, delivered.message, "read", body)
+                )
             readers = set()
             while len(readers) < 4:
                 status = await gp.receive_until(frames.Status)
