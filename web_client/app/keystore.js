@@ -139,6 +139,7 @@ export class Keystore {
   #header;
   #saving = Promise.resolve();
   #identity;
+  #remembered = false;
 
   constructor(key, headerBytes, contents) {
     this.#key = key;
@@ -225,7 +226,10 @@ export class Keystore {
     );
     const blob = concat(this.#header, nonce, ciphertext);
     await run(STORE, 'readwrite', (store) => store.put(blob, this.username));
-    await setLastUsername(this.username);
+    if (!this.#remembered) {
+      await setLastUsername(this.username);
+      this.#remembered = true;
+    }
   }
 
   // --- session token
