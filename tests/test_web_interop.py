@@ -9,6 +9,7 @@ device, and the browser's signed receipts (docs/protocol.md §10.4).
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 
@@ -16,6 +17,8 @@ import pytest
 from playwright.async_api import Browser, expect
 
 import lien
+from lien.crypto.payload import DeviceAddress
+from lien.sdk.e2e import drop_session
 from lien.sdk.events import Receipt
 from tests.live import LiveNode
 from tests.web import Person
@@ -76,6 +79,18 @@ async def test_browser_and_python_sdk_interoperate(browser: Browser, node: LiveN
         await expect(web.page.locator(".safety-number")).to_have_text(number.digits)
         await web.page.get_by_role("button", name="Retour à la conversation").click()
 
+        # Repair (docs/protocol.md §6.6): the lab loses its session with the browser, so the
+        # browser's next message does not open there; the lab answers `decrypt-failed`, and
+        # the browser opens a new session and resends it under the same server message id.
+        drop_session(lab.keystore, DeviceAddress("dr.web", listed.devices[0].device))
+        await web.send("Message envoyé après une perte de session.")
+        repaired = await lab.receive(timeout=20)
+        assert repaired.text == "Message envoyé après une perte de session."
+        assert repaired.verify()
+        await expect(web.messages("outgoing").last).to_have_attribute(
+            "data-status", re.compile("delivered|read")
+        )
+
         # The lab signs in a second device: the browser warns and waits for "I have checked".
         second = await lien.Client.login(node.url, "labo.python", SDK_PASSWORD, keystore=tmp_path / "lab2")
         async with second:
@@ -101,4 +116,30 @@ async def test_browser_and_python_sdk_interoperate(browser: Browser, node: LiveN
             # And a message from the new device opens in the browser too.
             await second.send_text("dr.web", "Oui, avant 9 h.")
             await expect(web.messages("incoming").last.locator(".text")).to_have_text("Oui, avant 9 h.")
+    web.assert_no_page_errors()
+
+
+async def test_browser_uploads_prekeys_when_they_run_low(
+    browser: Browser, node: LiveNode, tmp_path: Path
+) -> None:
+    """Claims drain the browser device's one-time prekeys; on `prekeys_low` it uploads more (§6.9)."""
+    web = await Person.open(browser, node.url)
+    await web.sign_up("dr.prekeys", "Dr Yves Clément", profession="Pédiatre", city="Brest")
+    claimer = await lien.Client.register(
+        node.url, "labo.claims", SDK_PASSWORD, keystore=tmp_path / "claims", display_name="Labo"
+    )
+    async with claimer:
+        handed_out = 0
+        for _ in range(90):  # the device registered 100; below 20 the server pushes `prekeys_low`
+            bundles = await claimer.api.claim_keys("dr.prekeys")
+            handed_out += bundles.bundles[0].prekey is not None
+        assert handed_out == 90
+        deadline = asyncio.get_running_loop().time() + 20
+        while handed_out <= 100:  # more than it registered: the browser uploaded a new batch
+            assert asyncio.get_running_loop().time() < deadline, "no prekeys were uploaded"
+            bundles = await claimer.api.claim_keys("dr.prekeys")
+            if bundles.bundles[0].prekey is None:
+                await asyncio.sleep(0.05)  # exhausted for now: poll until the upload lands
+            else:
+                handed_out += 1
     web.assert_no_page_errors()

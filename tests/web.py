@@ -106,7 +106,7 @@ class Person:
         if unlisted:
             await page.get_by_label("Liste rouge").check()
         if screenshot:
-            await self.screenshot(screenshot)
+            await self.screenshot(screenshot, full_page=True)
         await page.get_by_role("button", name="Créer mon compte").click()
         await self.wait_connected()
 
@@ -138,9 +138,11 @@ class Person:
     def messages(self, direction: str = "") -> Locator:
         return self.page.locator(f"li.message{'.' + direction if direction else ''}")
 
-    async def screenshot(self, name: str) -> None:
+    async def screenshot(self, name: str, *, full_page: bool = False) -> None:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        await self.page.screenshot(path=SCREENSHOTS / f"{name}.png", animations="disabled", caret="initial")
+        await self.page.screenshot(
+            path=SCREENSHOTS / f"{name}.png", animations="disabled", caret="initial", full_page=full_page
+        )
 
     def assert_no_page_errors(self) -> None:
         assert self.errors == [], self.errors
