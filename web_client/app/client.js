@@ -18,36 +18,25 @@
 import { fromBase64, toBase64 } from '../src/crypto/bytes.js';
 import { CryptoError } from '../src/crypto/errors.js';
 import { sodium } from '../src/crypto/sodium.js';
-import { Conversation, DeviceAddress, Payload } from '../src/crypto/payload.js';
+import { Conversation, DeviceAddress } from '../src/crypto/payload.js';
 import { Api } from './api.js';
+import { Connection } from './connection.js';
 import { Directory } from './directory.js';
 import * as e2e from './e2e.js';
 import { LienError, NETWORK_ERROR } from './errors.js';
 import { History } from './history.js';
 import { Keystore, destroyKeystore, keystoreExists } from './keystore.js';
+import { Sender } from './sender.js';
 import {
-  Backoff, ClientProtocol, FATAL_CLOSE_CODES, encodeFrame, newClientId, receiptFrame, receiptSigningInput,
-  resendFrame, sendFrame, typingFrame, watchFrame, wsUrl,
+  ClientProtocol, FATAL_CLOSE_CODES, encodeFrame, receiptFrame, receiptSigningInput, typingFrame, watchFrame,
 } from './protocol.js';
 
 const ACK_EVERY = 32;
 const ACK_DELAY_MS = 20;
-const MISMATCH_RETRIES = 3;
 const OUTBOX_LIMIT = 10_000;
 const DEVICE_NAME = 'Navigateur';
 const TOKEN_MARGIN_MS = 60 * 60 * 1000;
 const REPLACED = 4409;
-
-/** Runs async sections one at a time, in call order. */
-class Mutex {
-  #tail = Promise.resolve();
-
-  run(section) {
-    const result = this.#tail.then(section);
-    this.#tail = result.catch(() => {});
-    return result;
-  }
-}
 
 export class Client extends EventTarget {
   /** @param {string} baseUrl @param {Keystore} keystore */
@@ -59,22 +48,23 @@ export class Client extends EventTarget {
     this.protocol = new ClientProtocol();
     this.directory = new Directory(this.api, keystore, (detail) => this.#emit('identity', detail));
     this.history = new History(keystore.data.conversations);
-    this.state = 'offline';
     this.watched = [];
     this.presence = new Map();
-    this.socket = null;
-    this.#restoreOutbox();
+    this.connection = new Connection(baseUrl, {
+      auth: () => this.protocol.auth(this.keystore.data.token ?? ''),
+      onFrame: (data, generation) => this.#onFrame(data, generation),
+      onState: (state) => this.#emit('connection', { state }),
+      onLost: (code) => this.#onLost(code),
+    });
+    this.sender = new Sender({
+      keystore, directory: this.directory, api: this.api, protocol: this.protocol, history: this.history,
+      write: (data) => this.#write(data), emit: (type, detail) => this.#emit(type, detail),
+      onContact: () => this.#watchContacts(),
+    });
   }
 
-  #generation = 0;
-  #frames = Promise.resolve();
-  #backoff = new Backoff();
-  #closed = false;
-  #retryTimer = null;
   #ackTimer = null;
   #outbox = [];
-  #sendLock = new Mutex();
-  #mismatchRetries = new Map();
   #replenishing = false;
 
   // --- accounts ----------------------------------------------------------
@@ -139,60 +129,18 @@ export class Client extends EventTarget {
     this.dispatchEvent(new CustomEvent(type, { detail }));
   }
 
-  // --- connection (§7.1, §7.2) ---------------------------------------------
+  // --- connection (§7.1, §7.2; app/connection.js) ---------------------------------
 
   connect() {
-    this.#closed = false;
-    this.#open();
+    this.connection.open();
   }
 
-  #setState(state) {
-    this.state = state;
-    this.#emit('connection', { state });
+  get state() {
+    return this.connection.state;
   }
 
-  #open() {
-    if (this.#closed) return;
-    const generation = ++this.#generation;
-    this.#setState('connecting');
-    let socket;
-    try {
-      socket = new WebSocket(wsUrl(this.baseUrl));
-    } catch {
-      this.#scheduleReconnect();
-      return;
-    }
-    this.socket = socket;
-    socket.onopen = () => {
-      if (generation === this.#generation) socket.send(this.protocol.auth(this.keystore.data.token ?? ''));
-    };
-    socket.onmessage = (event) => {
-      this.#frames = this.#frames.then(() => this.#onFrame(event.data, generation)).catch((error) => {
-        console.warn('lien: frame handling failed', error?.code ?? error?.name);
-        this.#drop(generation);
-      });
-    };
-    socket.onclose = (event) => {
-      if (generation !== this.#generation) return;
-      this.#lost(event.code);
-    };
-  }
-
-  /** The connection cannot be trusted to go on (a look-up failed mid-frame): reconnect, unacked. */
-  #drop(generation) {
-    if (generation !== this.#generation) return;
-    const socket = this.socket;
-    this.#lost(null);
-    try {
-      socket?.close();
-    } catch {
-      // already closed
-    }
-  }
-
-  #lost(code) {
-    this.#generation += 1;
-    this.socket = null;
+  /** What to do when the socket is lost: null to reconnect, or the state to stop in. */
+  #onLost(code) {
     if (this.#ackTimer !== null) {
       clearTimeout(this.#ackTimer);
       this.#ackTimer = null;
@@ -201,50 +149,26 @@ export class Client extends EventTarget {
       this.presence.clear(); // unknown until the next `watch` answers
       this.#emit('presence', { user: null, online: false });
     }
-    if (this.#closed) return;
     const fatal = FATAL_CLOSE_CODES.get(code);
     if (fatal) {
-      this.#closed = true;
       if (fatal === 'auth-failed') {
         this.keystore.setToken(null, null); // the next sign-in asks the server for a new one
         this.keystore.save().catch(() => {});
       }
-      this.#setState('signed-out');
-      this.#emit('fatal', { error: new LienError(fatal) });
-      return;
+      queueMicrotask(() => this.#emit('fatal', { error: new LienError(fatal) }));
+      return 'signed-out';
     }
-    if (code === REPLACED) {
-      // Another tab signed in as this device; reconnecting would only push it off again.
-      this.#closed = true;
-      this.#setState('replaced');
-      return;
-    }
-    this.#setState('offline');
-    this.#scheduleReconnect();
-  }
-
-  #scheduleReconnect() {
-    if (this.#closed || this.#retryTimer !== null) return;
-    this.#retryTimer = setTimeout(() => {
-      this.#retryTimer = null;
-      this.#open();
-    }, this.#backoff.next());
+    // 4409: another tab signed in as this device; reconnecting would only push it off again.
+    return code === REPLACED ? 'replaced' : null;
   }
 
   /** Try now (the browser came back online, or the user asked). */
   reconnectNow() {
-    if (this.state === 'ready' || this.state === 'connecting') return;
-    this.#closed = false;
-    if (this.#retryTimer !== null) clearTimeout(this.#retryTimer);
-    this.#retryTimer = null;
-    this.#backoff.reset();
-    this.#open();
+    this.connection.reconnectNow();
   }
 
   #write(data) {
-    if (this.state !== 'ready' || !this.socket || this.socket.readyState !== WebSocket.OPEN) return false;
-    this.socket.send(data);
-    return true;
+    return this.connection.write(data);
   }
 
   #sendOrQueue(frame) {
@@ -253,7 +177,6 @@ export class Client extends EventTarget {
   }
 
   async #onFrame(data, generation) {
-    if (generation !== this.#generation) return; // from a connection already given up: it comes again
     let event;
     try {
       event = this.protocol.receive(data);
@@ -266,10 +189,10 @@ export class Client extends EventTarget {
         this.#onReady(event.ready);
         break;
       case 'accepted':
-        await this.#onAccepted(event.accepted);
+        await this.sender.onAccepted(event.accepted);
         break;
       case 'refused':
-        await this.#onRefused(event.clientId, event.error);
+        await this.sender.onRefused(event.clientId, event.error);
         break;
       case 'inbox':
         await this.#onInbox(event.frame, generation);
@@ -286,8 +209,7 @@ export class Client extends EventTarget {
   }
 
   #onReady(ready) {
-    this.#backoff.reset();
-    this.#setState('ready');
+    this.connection.ready();
     // Unaccepted sends first, in the order first sent, under their ids (§7.3).
     for (const data of this.protocol.pendingSends()) this.#write(data);
     if (this.watched.length) this.#write(encodeFrame(watchFrame(this.watched)));
@@ -295,185 +217,19 @@ export class Client extends EventTarget {
     this.#outbox = [];
     for (const data of queued) this.#write(data);
     if (ready.replenish) this.#replenishPrekeys();
-    this.#buildWaiting();
+    this.sender.buildWaiting();
   }
 
-  /** Sends restored from the keystore: typed before a reload and never accepted. */
-  #restoreOutbox() {
-    for (const entry of this.keystore.data.outbox) {
-      if (entry.data) this.protocol.pending.set(entry.id, entry.data);
-    }
-  }
-
-  // --- sending (§7.3) -------------------------------------------------------------
+  // --- sending (app/sender.js) ---------------------------------------------------
 
   /** Queue `text` for `to`; it is encrypted and sent now, or after the next `ready`. */
-  async sendText(to, text) {
-    const clientId = newClientId();
-    const message = this.history.addOutgoing(to, { clientId, text, sentAt: Date.now(), from: this.username });
-    this.keystore.data.outbox.push({ id: clientId, to, data: null });
-    await this.keystore.save();
-    this.#emit('conversation', { peer: to });
-    await this.#build(clientId, { refresh: false });
-    return message;
+  sendText(to, text) {
+    return this.sender.sendText(to, text);
   }
 
   /** Try a failed message again (after the user accepted a device change, for instance). */
-  async retry(clientId) {
-    const message = this.history.byClientId.get(clientId);
-    if (!message || message.status !== 'failed') return;
-    message.status = 'pending';
-    message.error = null;
-    if (!this.keystore.data.outbox.some((entry) => entry.id === clientId)) {
-      this.keystore.data.outbox.push({ id: clientId, to: message.peer, data: null });
-    }
-    this.#emit('status', { message });
-    await this.#build(clientId, { refresh: true });
-  }
-
-  #buildWaiting() {
-    for (const entry of this.keystore.data.outbox) {
-      if (!entry.data) this.#build(entry.id, { refresh: false });
-    }
-  }
-
-  /** Encrypt for every device, remember the frame, save, then send if connected. */
-  #build(clientId, { refresh }) {
-    return this.#sendLock.run(async () => {
-      const entry = this.keystore.data.outbox.find((each) => each.id === clientId);
-      const message = this.history.byClientId.get(clientId);
-      if (!entry || !message || message.id) return;
-      let frame;
-      try {
-        frame = await this.#buildSend(clientId, entry.to, message.text, message.sentAt, { refresh });
-      } catch (error) {
-        if (error instanceof LienError && error.code === NETWORK_ERROR) return; // built again after `ready`
-        this.#fail(clientId, error);
-        return;
-      }
-      entry.data = this.protocol.send(frame);
-      await this.keystore.save(); // before any body leaves: a ratchet key must never be used twice
-      this.#write(entry.data);
-    });
-  }
-
-  #fail(clientId, error) {
-    this.protocol.forget(clientId);
-    this.keystore.data.outbox = this.keystore.data.outbox.filter((each) => each.id !== clientId);
-    const code = error?.code ?? 'error';
-    if (!(error instanceof LienError) && !(error instanceof CryptoError)) console.warn('lien: send failed', error);
-    const message = this.history.failed(clientId, code);
-    this.keystore.save();
-    if (message) this.#emit('status', { message });
-  }
-
-  async #buildSend(clientId, to, text, sentAt, { refresh }) {
-    const targets = await this.#targets(to, { refresh });
-    if (!targets.length) throw new LienError('no-device');
-    await this.#openMissingSessions(targets);
-    const conversation = Conversation.user(to);
-    const copies = [];
-    for (const peer of targets) {
-      if (!e2e.hasSession(this.keystore, peer)) continue; // the server will say which devices are missing
-      const payload = new Payload({
-        sender: this.own, recipient: peer, conversation, clientMessageId: clientId, sentAtMs: sentAt, text,
-      });
-      copies.push({ device: Number(peer.device), body: toBase64(e2e.encrypt(this.keystore, payload)) });
-    }
-    if (!copies.length) throw new LienError('no-device');
-    return sendFrame(clientId, to, copies);
-  }
-
-  /** Every device of `to` and this user's other devices; stale sessions dropped. */
-  async #targets(to, { refresh }) {
-    const recipients = await this.directory.devices(to, { refresh });
-    const own = to === this.username ? recipients : await this.directory.devices(this.username, { refresh });
-    this.directory.checkAccepted(to);
-    const listed = [];
-    for (const [user, devices] of [[to, recipients], [this.username, own]]) {
-      for (const [device, identity] of devices) {
-        const peer = new DeviceAddress(user, device);
-        if (peer.equals(this.own) || listed.some(([each]) => each.equals(peer))) continue;
-        const session = e2e.loadSession(this.keystore, peer);
-        if (session !== null && !session.peerIdentity.equals(identity)) e2e.dropSession(this.keystore, peer);
-        listed.push([peer, identity]);
-      }
-    }
-    return listed.map(([peer]) => peer).sort((a, b) => a.user.localeCompare(b.user) || Number(a.device - b.device));
-  }
-
-  async #openMissingSessions(targets) {
-    const missing = new Map();
-    for (const peer of targets) {
-      if (!e2e.hasSession(this.keystore, peer)) {
-        if (!missing.has(peer.user)) missing.set(peer.user, []);
-        missing.get(peer.user).push(Number(peer.device));
-      }
-    }
-    for (const [username, devices] of missing) {
-      const claimed = await this.api.claimKeys(username, devices);
-      const listed = await this.directory.devices(username);
-      for (const bundle of claimed.bundles) {
-        const peer = new DeviceAddress(username, bundle.device);
-        const known = listed.get(bundle.device);
-        // The claim and the device list must agree: never start a session on anything else.
-        if (!known || toBase64(known.signingKey) !== bundle.identity_signing_key) continue;
-        if (!e2e.hasSession(this.keystore, peer)) e2e.startSession(this.keystore, this.own, peer, bundle);
-      }
-    }
-  }
-
-  async #onAccepted(accepted) {
-    const message = this.history.accepted(accepted.id, accepted.message, accepted.at);
-    this.keystore.data.outbox = this.keystore.data.outbox.filter((each) => each.id !== accepted.id);
-    this.#mismatchRetries.delete(accepted.id);
-    if (!message) return; // a repaired resend
-    this.keystore.rememberSent(accepted.message, {
-      to: message.peer, client_id: message.clientId, sent_at: message.sentAt, text: message.text, resent_to: [],
-    });
-    await this.keystore.save();
-    this.#emit('status', { message });
-    this.#watchContacts();
-  }
-
-  async #onRefused(clientId, error) {
-    this.protocol.forget(clientId);
-    if (error.code === 'devices-mismatch' && this.history.byClientId.has(clientId)) {
-      const tries = (this.#mismatchRetries.get(clientId) ?? 0) + 1;
-      this.#mismatchRetries.set(clientId, tries);
-      if (tries <= MISMATCH_RETRIES) {
-        const entry = this.keystore.data.outbox.find((each) => each.id === clientId);
-        if (entry) entry.data = null;
-        await this.#build(clientId, { refresh: true }); // same client id (§6.1)
-        return;
-      }
-    }
-    this.#mismatchRetries.delete(clientId);
-    this.#fail(clientId, error);
-  }
-
-  /** `peer` could not decrypt a message this device sent: new session, then resend it (§6.6). */
-  async #repair(messageId, peer) {
-    const record = this.keystore.sentMessage(messageId);
-    if (!record || record.resent_to.includes(Number(peer.device)) || peer.equals(this.own)) return;
-    try {
-      await this.#sendLock.run(async () => {
-        e2e.dropSession(this.keystore, peer);
-        await this.#openMissingSessions([peer]);
-        if (!e2e.hasSession(this.keystore, peer)) return;
-        const payload = new Payload({
-          sender: this.own, recipient: peer, conversation: Conversation.user(record.to),
-          clientMessageId: record.client_id, sentAtMs: record.sent_at, text: record.text,
-        });
-        const body = toBase64(e2e.encrypt(this.keystore, payload));
-        this.keystore.rememberSent(messageId, { ...record, resent_to: [...record.resent_to, Number(peer.device)] });
-        const data = this.protocol.send(resendFrame(newClientId(), messageId, [{ device: Number(peer.device), body }]));
-        await this.keystore.save();
-        this.#write(data);
-      });
-    } catch (error) {
-      console.warn('lien: could not repair a message', error?.code ?? error?.name);
-    }
+  retry(clientId) {
+    return this.sender.retry(clientId);
   }
 
   // --- receiving (§7.4) ---------------------------------------------------------
@@ -482,7 +238,7 @@ export class Client extends EventTarget {
     if (frame.type === 'message') await this.#onMessage(frame, generation);
     else if (frame.type === 'status') await this.#onStatus(frame, generation);
     // group_event: care-team groups come in a later version; the entry is acked.
-    if (generation === this.#generation) this.#handled(frame.seq);
+    if (generation === this.connection.generation) this.#handled(frame.seq);
   }
 
   async #onMessage(deliver, generation) {
@@ -533,7 +289,7 @@ export class Client extends EventTarget {
       return await this.directory.identityOf(username, device);
     } catch (error) {
       if (error instanceof LienError && error.code === NETWORK_ERROR) {
-        this.#drop(generation); // not handled, so not acked
+        this.connection.drop(generation); // not handled, so not acked
         throw error;
       }
       return null;
@@ -578,7 +334,7 @@ export class Client extends EventTarget {
       return;
     }
     if (status.kind === 'decrypt-failed') {
-      this.#repair(status.message, new DeviceAddress(status.by, status.by_device));
+      this.sender.repair(status.message, new DeviceAddress(status.by, status.by_device));
     }
     const message = this.history.receipt(status.message, status.kind, status.by, status.at);
     if (message) this.#emit('status', { message });
@@ -594,10 +350,10 @@ export class Client extends EventTarget {
     if (this.#ackTimer !== null) clearTimeout(this.#ackTimer);
     this.#ackTimer = null;
     if (!this.protocol.unacked) return;
-    const generation = this.#generation;
+    const generation = this.connection.generation;
     const upTo = this.protocol.handledSeq;
     await this.keystore.save(); // what is acked may be purged: the state it advanced must be saved first
-    if (generation !== this.#generation) return;
+    if (generation !== this.connection.generation) return;
     const data = this.protocol.ack(upTo);
     if (data !== null) this.#write(data);
   }
@@ -730,17 +486,8 @@ export class Client extends EventTarget {
   }
 
   close() {
-    this.#closed = true;
-    if (this.#retryTimer !== null) clearTimeout(this.#retryTimer);
-    this.#retryTimer = null;
-    this.#generation += 1;
-    const socket = this.socket;
-    this.socket = null;
-    try {
-      socket?.close(1000);
-    } catch {
-      // already closed
-    }
-    this.#setState('closed');
+    if (this.#ackTimer !== null) clearTimeout(this.#ackTimer);
+    this.#ackTimer = null;
+    this.connection.close();
   }
 }
