@@ -357,6 +357,9 @@ class Keystore:
     def sender_key_receiver(self, name: str) -> bytes | None:
         return self._contents.sender_key_receivers.get(name)
 
+    def sender_key_receiver_names(self) -> list[str]:
+        return list(self._contents.sender_key_receivers)
+
     def set_sender_key_receiver(self, name: str, state: bytes | None) -> None:
         if state is None:
             self._contents.sender_key_receivers.pop(name, None)

@@ -125,25 +125,38 @@ async def _export(settings: Settings, arguments: argparse.Namespace) -> str:
     return exports.to_csv(export)
 
 
-def verify_proof_file(path: Path) -> int:
+def verify_proof_file(path: Path, keys_file: Path | None = None, key_ids: Sequence[str] = ()) -> int:
     """Check a proof bundle offline; print what it proves; 0 when every check holds."""
     import msgspec
 
     from lien.ledger import proof_decoder
     from lien.proofs import NOT_PROVEN, verify_proof
+    from lien.protocol.api import LedgerKeys
 
     try:
         proof = proof_decoder.decode(path.read_bytes())
+        trusted = set(key_ids) or None
+        if keys_file is not None:
+            published = msgspec.json.decode(keys_file.read_bytes(), type=LedgerKeys)
+            trusted = (trusted or set()) | {key.key_id for key in published.keys}
     except (OSError, msgspec.MsgspecError) as exc:
-        print(f"cannot read a proof bundle from {path}: {exc}", file=sys.stderr)
+        print(f"cannot read {exc}", file=sys.stderr)
         return 2
-    verdict = verify_proof(proof)
+    verdict = verify_proof(proof, trusted)
     for finding in verdict.findings:
         print(("✔ " if finding.ok else "✘ ") + finding.statement)
     if proof.evidence is None:
         print("· The bundle holds no signed text: it proves the exchange, not what was said.")
     print()
-    print("PROVEN" if verdict.proven else "NOT PROVEN: the bundle was altered, reordered or does not match.")
+    if not verdict.proven:
+        print("NOT PROVEN: the bundle was altered, reordered or does not match.")
+    elif verdict.unchecked_keys:
+        keys = ", ".join(sorted(verdict.unchecked_keys))
+        print(
+            f"PROVEN, provided {keys} is the server's key: compare with GET /v1/ledger/keys (or pass --keys)."
+        )
+    else:
+        print("PROVEN")
     print(NOT_PROVEN)
     return 0 if verdict.proven else 1
 
@@ -176,9 +189,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     check.add_argument(
         "file", type=Path, help="a bundle from GET /v1/messages/{id}/proof or Client.message_proof"
     )
+    check.add_argument(
+        "--keys", type=Path, help="the server's published keys (the JSON of GET /v1/ledger/keys)"
+    )
+    check.add_argument("--key-id", action="append", default=[], help="a key id known to be the server's")
     arguments = parser.parse_args(argv)
     if arguments.command == "verify-proof":
-        return verify_proof_file(arguments.file)
+        return verify_proof_file(arguments.file, arguments.keys, arguments.key_id)
     flags = {option.name: getattr(arguments, option.name, None) for option in OPTIONS}
     try:
         settings = build_settings(flags, {**read_dotenv(Path(".env")), **os.environ})

@@ -54,6 +54,10 @@ class Settings:
     """The browser client's folder; None means the ``web_client`` folder next to ``server`` when present."""
 
     def __post_init__(self) -> None:
+        if self.message_max_age_days < 1 or self.ledger_retention_days < self.message_max_age_days:
+            raise ValueError(
+                "message_max_age_days must be at least 1, and ledger_retention_days at least that"
+            )
         if self.message_rate <= 0 or self.message_burst < 1 or self.max_connections_per_account < 1:
             raise ValueError("message_rate, message_burst and max_connections_per_account must be positive")
         if not 2 <= self.max_group_members <= limits.MAX_GROUP_MEMBERS_CEILING:
@@ -123,8 +127,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "ledger_key_file",
         "--ledger-key-file",
-        "the ledger signing key (default <data-dir>/ledger.key)",
-        secret=True,
+        "the ledger signing key file (default <data-dir>/ledger.key)",
     ),
     Option("ledger_sign_interval", "--ledger-sign-interval", "seconds between signatures of the ledger head"),
     Option("message_max_age_days", "--message-max-age-days", "days before undelivered ciphertext is deleted"),

@@ -100,6 +100,10 @@ async def test_an_account_may_connect_only_so_many_devices_at_once(slow_node: st
         assert isinstance(refused, frames.Error) and refused.code == "too-many-connections"
         assert refused.retry_after is not None and refused.retry_after > 0
         assert await third.close_code() == 4429
+        # At the cap, a device already connected may still take over its own connection.
+        async with frame_socket(slow_node, grants[0]) as again:
+            await again.send(frames.Ping(id=5))
+            assert (await again.receive_until(frames.Pong)).id == 5
 
 
 def _device_json() -> dict[str, object]:

@@ -290,3 +290,22 @@ async def test_group_send_errors(node: Node) -> None:
             )
         )
         assert (await gp.receive_until(frames.Error)).code == "devices-mismatch"
+
+
+async def test_a_member_who_joined_later_cannot_receipt_an_earlier_message(node: Node) -> None:
+    for name in ("generalist", "nurse", "latecomer"):
+        await node.user(name)
+    group = await new_group(node, "generalist", "nurse")
+    body = b"\x03before the latecomer joined"
+    async with node.socket("generalist") as gp:
+        await gp.send(frames.GroupSend(id="early", group=group.id, epoch=group.epoch, body=body))
+        early = await gp.receive_until(frames.Accepted)
+    await node.call("generalist", "POST", f"/v1/groups/{group.id}/members", {"user": "latecomer"})
+    late = node.tokens["latecomer"]
+    async with node.socket("latecomer") as latecomer:
+        receipt = signed_receipt(
+            node.devices["latecomer"], "latecomer", late.device, early.message, "read", body
+        )
+        await latecomer.send(receipt)
+        refused = await latecomer.receive_until(frames.Error)
+        assert (refused.code, refused.ref) == ("not-a-recipient", early.message)

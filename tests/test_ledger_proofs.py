@@ -15,6 +15,7 @@ import pytest
 
 import lien
 from lien import ledger
+from lien.keystore import Keystore
 from lien.proofs import verify_proof
 from server.handlers import exports
 from server.settings import Settings
@@ -171,3 +172,61 @@ async def test_neither_the_ledger_nor_the_exports_hold_message_text(
         )
     assert own.status_code == 200 and message_id in own.text and CANARY not in own.text
     assert own.headers["content-type"].startswith("text/html")
+
+
+async def test_a_bundle_checked_against_the_published_keys(
+    exchange: tuple[str, lien.Client, lien.Client, lien.Message, str], tmp_path: Path
+) -> None:
+    url, _, doctor, received, _ = exchange
+    bundle = tmp_path / "proof.json"
+    bundle.write_bytes(await doctor.message_proof(received))
+    keys = tmp_path / "keys.json"
+    async with httpx.AsyncClient(base_url=url) as http:
+        keys.write_bytes((await http.get("/v1/ledger/keys")).content)
+
+    def verify(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "server", "verify-proof", str(bundle), *extra],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    trusted = verify("--keys", str(keys))
+    assert trusted.returncode == 0 and "PROVEN\n" in trusted.stdout and "provided" not in trusted.stdout
+    assert "one the server published as its own" in trusted.stdout
+    untrusted = verify("--key-id", "00" * 8)  # a bundle re-signed by someone else would look like this
+    assert untrusted.returncode == 1 and "NOT PROVEN" in untrusted.stdout
+
+
+async def test_a_repaired_message_is_proven_with_its_new_copy(tmp_path: Path) -> None:
+    settings = Settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'lien.db'}",
+        data_dir=tmp_path,
+        ledger_sign_interval=0.2,
+    )
+    async with serving(settings) as url:
+        alice = await lien.Client.register(url, "alice", PASSWORD, keystore=tmp_path / "alice")
+        bob = await lien.Client.register(url, "bob", PASSWORD, keystore=tmp_path / "bob")
+        await alice.connect()
+        await bob.connect()
+        await alice.send_text("bob", "premier")
+        await bob.receive(timeout=20)
+        await bob.close()
+        store = Keystore.open(tmp_path / "bob", PASSWORD)
+        store.set_session(f"alice/{alice.device_id}", None)
+        store.save()
+        lost = await alice.send_text("bob", "réparé")
+        bob = await lien.Client.login(url, "bob", PASSWORD, keystore=tmp_path / "bob")
+        await bob.connect()
+        repaired = await bob.receive(timeout=30)
+        assert repaired.id == lost
+        async with asyncio.timeout(20):
+            while not any(r.kind == "decrypted" for r in alice.kept_receipts(lost)):
+                await alice.next_event()
+        proof = ledger.proof_decoder.decode(await bob.message_proof(repaired))
+        verdict = verify_proof(proof)
+        assert verdict.proven, [f.statement for f in verdict.findings if not f.ok]
+        assert any(isinstance(e.entry, ledger.MessageResent) for e in proof.entries)
+        await alice.close()
+        await bob.close()

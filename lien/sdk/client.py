@@ -371,9 +371,17 @@ class Client:
                     message=message_id,
                     copies=[frames.Copy(device=peer.device, body=body)],
                 )
-                await self._link.dispatch(resend)  # its `accepted` needs no waiter
+                future = await self._link.dispatch(resend)
+            await self._link.until_accepted(resend, future)
         except (errors.LienError, CryptoError, ConnectionError) as failure:
             logger.warning("could not repair message %s for a device: %s", message_id, type(failure).__name__)
+            # Refused or cut off: the next decrypt-failed from that device may try again.
+            current = self.keystore.sent_message(message_id)
+            if current is not None and peer.device in current.resent_to:
+                left = tuple(device for device in current.resent_to if device != peer.device)
+                self.keystore.remember_sent(
+                    message_id, SentRecord(current.to, current.client_id, current.sent_at, current.text, left)
+                )
 
     # --- trust ------------------------------------------------------------------
 

@@ -71,8 +71,16 @@ async def _store_receipt(
     if message is None:
         raise errors.UnknownMessage()
     if message.group_id is not None:
-        member = await group_store.member_role(connection, message.group_id, caller.user_id) is not None
-        is_recipient = member and message.sender_user_id != caller.user_id
+        # Only a device that was there when the message was sent received it (a later member did not).
+        joined_at = await group_store.joined_at(connection, message.group_id, caller.user_id)
+        device = await devices.get_device(connection, caller.device_id)
+        was_there = (
+            joined_at is not None
+            and joined_at <= message.created_at
+            and device is not None
+            and device.created_at <= message.created_at
+        )
+        is_recipient = was_there and message.sender_user_id != caller.user_id
     else:
         is_recipient = (
             message.recipient_user_id == caller.user_id and message.sender_user_id != caller.user_id

@@ -47,6 +47,8 @@ async def messages_of(
 ) -> list[AuditedMessage]:
     """Messages sent by, or addressed to, these accounts (directly or through a group they are in)."""
     member_groups = select(group_members.c.group_id).where(group_members.c.user_id.in_(account_ids))
+    # A group left since still counts for the messages the account acknowledged by a receipt.
+    receipted = select(receipts.c.message_id).where(receipts.c.user_id.in_(account_ids))
     rows = await connection.execute(
         select(
             messages.c.id,
@@ -65,6 +67,7 @@ async def messages_of(
                 messages.c.sender_user_id.in_(account_ids),
                 messages.c.recipient_user_id.in_(account_ids),
                 messages.c.group_id.in_(member_groups),
+                messages.c.id.in_(receipted),
             ),
         )
         .order_by(messages.c.created_at, messages.c.id)

@@ -39,9 +39,6 @@ class DeviceConnection:
         self.services = services
         self.websocket = websocket
         self.id = secrets.token_hex(6)
-        # Presence counts connections, so a replaced connection going away
-        # cannot mark its device's newer connection offline.
-        self.presence_key = int(self.id, 16)
         self.log = _ConnectionLog(logger, {"connection": self.id})
         self.caller: Caller | None = None
         self._outbound: asyncio.Queue[str] = asyncio.Queue(maxsize=limits.OUTBOUND_QUEUE_FRAMES)
@@ -120,11 +117,11 @@ class DeviceConnection:
     async def _within_connection_limit(self, caller: Caller) -> bool:
         limit = self.services.settings.max_connections_per_account
         try:
-            connected = await self.services.presence.connection_count(caller.user_id)
+            online = await self.services.presence.online_devices(caller.user_id)
         except BrokerUnavailable:
             return True  # never refuse care for a broken counter
-        if connected < limit:
-            return True
+        if caller.device_id in online or len(online) < limit:
+            return True  # a device taking over its own older connection is always let in
         await self._close_with(
             errors.TooManyConnections(
                 f"At most {limit} devices of an account connect at once.", retry_after=5.0
@@ -164,7 +161,8 @@ class DeviceConnection:
             self._spawn(self._close_at_expiry(caller.expires_at))
         self._wake.set()
         await self._publish(notices.device_channel(caller.device_id), notices.kick(self.id))
-        if await services.presence.device_online(caller.user_id, self.presence_key):
+        # Counted per device: a replaced connection going away leaves its successor online.
+        if await services.presence.device_online(caller.user_id, caller.device_id):
             await self._publish_presence(caller.user_id, online=True)
 
     async def _close_at_expiry(self, expires_at_ms: int) -> None:
@@ -192,7 +190,7 @@ class DeviceConnection:
             if self._ack_target > self._acked_seq:
                 await messaging.ack(self.services, caller, self._ack_target)
             try:
-                if await self.services.presence.device_offline(caller.user_id, self.presence_key):
+                if await self.services.presence.device_offline(caller.user_id, caller.device_id):
                     await self._publish_presence(caller.user_id, online=False)
             except Exception:
                 self.log.warning("could not record device offline", exc_info=True)
