@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -194,8 +195,10 @@ async def test_a_handler_may_close_another_during_dispatch(new_broker: BrokerFac
     broker = await new_broker()
     second = Recorder()
     subscriptions: list[Any] = []
+    seen_by_first: list[bytes] = []
 
     def first(payload: bytes) -> None:
+        seen_by_first.append(payload)
         subscriptions[1].close()
 
     subscriptions.append(broker.subscribe("c", first))
@@ -203,7 +206,7 @@ async def test_a_handler_may_close_another_during_dispatch(new_broker: BrokerFac
     await broker.wait_subscribed()
     await broker.publish("c", b"x")
     await fence(broker)
-    assert second.received == []
+    assert seen_by_first == [b"x"] and second.received == []
 
 
 async def test_wait_subscribed(new_broker: BrokerFactory, request: pytest.FixtureRequest) -> None:
@@ -277,7 +280,7 @@ async def test_cross_node_delivery(redis_url: str) -> None:
         await close_promptly(subscriber)
 
 
-async def test_start_fails_fast_without_redis(tmp_path: Any) -> None:
+async def test_start_fails_fast_without_redis(tmp_path: Path) -> None:
     unused = RedisProcess(tmp_path)  # a free port with nothing listening
     broker = RedisBroker(unused.url)
     async with asyncio.timeout(TIMEOUT):
