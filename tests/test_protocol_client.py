@@ -103,7 +103,7 @@ def test_pending_sends_resent_in_first_send_order_after_reconnect() -> None:
     ]
 
 
-def test_refused_send_until_forgotten() -> None:
+def test_pending_until_refused() -> None:
     protocol = connected()
     protocol.send(send("a"))
     protocol.send(send("b"))
@@ -112,15 +112,27 @@ def test_refused_send_until_forgotten() -> None:
     assert event.client_id == "a"
     assert isinstance(event.error, errors.DevicesMismatch)
     assert event.error.details == {"missing": [4], "extra": []}
-    # The core reports; the caller decides: forget it, or send it again with the same id.
-    protocol.forget("a")
-    protocol.forget("never-sent")
+    # Refused means not stored: it is not resent after a reconnect.
     assert protocol.pending_sends() == [codec.encode(send("b"))]
-    # Once forgotten, a late error about it is not tied to a pending send any more.
+    protocol.forget("a")  # what the SDK does on a refusal: harmless
+    assert protocol.pending_count == 1
+    # A second error about it is no longer tied to a pending send.
     late = protocol.receive(error("rate-limited", ref="a", retry_after=3.0))
     assert isinstance(late, ServerError)
     assert late.ref == "a" and isinstance(late.error, errors.RateLimited)
     assert late.error.retry_after == 3.0
+    # Sending it again (same client id, refreshed copies) makes it pending again.
+    protocol.send(send("a"))
+    assert protocol.pending_sends() == [codec.encode(send("b")), codec.encode(send("a"))]
+
+
+def test_forget_abandons_a_send() -> None:
+    protocol = connected()
+    protocol.send(send("a"))
+    protocol.send(send("b"))
+    protocol.forget("a")
+    protocol.forget("never-sent")
+    assert protocol.pending_sends() == [codec.encode(send("b"))]
 
 
 def test_errors_without_a_pending_ref_are_server_errors() -> None:
