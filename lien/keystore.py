@@ -29,7 +29,7 @@ import nacl.bindings
 import nacl.exceptions
 import nacl.pwhash
 
-from lien.crypto.errors import KeystoreCorrupt, KeystoreExists, WrongPassword
+from lien.crypto.errors import InvalidKey, KeystoreCorrupt, KeystoreExists, WrongPassword
 from lien.crypto.keys import IdentityKeyPair, OneTimePrekeyPair, SignedPrekeyPair
 from lien.protocol.frames import Status
 
@@ -42,6 +42,9 @@ OPSLIMIT: Final[int] = nacl.pwhash.argon2id.OPSLIMIT_INTERACTIVE
 MEMLIMIT: Final[int] = nacl.pwhash.argon2id.MEMLIMIT_INTERACTIVE
 SENT_KEPT: Final = 1_000
 """Sent messages kept to repair after a ``decrypt-failed`` receipt (encrypted at rest like the rest)."""
+OPSLIMIT_RANGE: Final = (nacl.pwhash.argon2id.OPSLIMIT_MIN, nacl.pwhash.argon2id.OPSLIMIT_SENSITIVE)
+MEMLIMIT_RANGE: Final = (nacl.pwhash.argon2id.MEMLIMIT_MIN, nacl.pwhash.argon2id.MEMLIMIT_SENSITIVE)
+"""Accepted argon2id costs: a damaged header must not make opening run for hours or exhaust memory."""
 SEEN_MESSAGES_KEPT: Final = 20_000
 """Server message ids remembered to show each message once (redeliveries come from the unacked tail)."""
 
@@ -125,6 +128,13 @@ _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(_Contents)
 
 
+def _costs_allowed(opslimit: int, memlimit: int) -> bool:
+    return (
+        OPSLIMIT_RANGE[0] <= opslimit <= OPSLIMIT_RANGE[1]
+        and MEMLIMIT_RANGE[0] <= memlimit <= MEMLIMIT_RANGE[1]
+    )
+
+
 def _derive_key(password: str, salt: bytes, opslimit: int, memlimit: int) -> bytes:
     key: bytes = nacl.pwhash.argon2id.kdf(32, password.encode(), salt, opslimit=opslimit, memlimit=memlimit)
     return key
@@ -162,6 +172,8 @@ class Keystore:
         memlimit: int = MEMLIMIT,
     ) -> Keystore:
         """A new keystore with a fresh identity; raises KeystoreExists if one is there."""
+        if not _costs_allowed(opslimit, memlimit):
+            raise ValueError(f"argon2id costs must be within {OPSLIMIT_RANGE} and {MEMLIMIT_RANGE}")
         directory = Path(path)
         if cls.exists(directory):
             raise KeystoreExists()
@@ -190,6 +202,8 @@ class Keystore:
         magic, version, opslimit, memlimit, salt = _HEADER.unpack_from(data)
         if magic != _MAGIC or version != _VERSION:
             raise KeystoreCorrupt("The keystore file is of an unknown kind or version.")
+        if not _costs_allowed(opslimit, memlimit):
+            raise KeystoreCorrupt("The keystore's key derivation parameters are invalid.")
         header = data[: _HEADER.size]
         nonce = data[_HEADER.size : _HEADER.size + _NONCE_SIZE]
         try:
@@ -205,7 +219,7 @@ class Keystore:
         try:
             contents = _decoder.decode(plaintext)
             return cls(Path(path), key, header, contents)
-        except (msgspec.MsgspecError, ValueError) as exc:
+        except (msgspec.MsgspecError, ValueError, InvalidKey) as exc:
             raise KeystoreCorrupt() from exc
 
     @staticmethod

@@ -1,8 +1,8 @@
 """The client side of a connection, without I/O: frames in, events and frames out.
 
 The asyncio SDK, the load-test users and the tests drive this same object.
-It remembers what was sent and not yet ``accepted`` (to resend after a
-reconnect, with the same client message id, so nothing is delivered twice),
+It remembers what was sent and neither ``accepted`` nor refused (to resend after
+a reconnect, with the same client message id, so nothing is delivered twice),
 and what was received and not yet acked (docs/protocol.md §6).
 """
 
@@ -73,6 +73,7 @@ class ClientProtocol:
         return data
 
     def forget(self, client_id: str) -> None:
+        """Stop remembering a send (abandoned by the application); refused sends are forgotten already."""
         self._pending.pop(client_id, None)
 
     def pending_sends(self) -> list[bytes]:
@@ -118,7 +119,8 @@ class ClientProtocol:
                 error = errors.error_from_wire(
                     frame.code, frame.message, details=frame.details, retry_after=frame.retry_after
                 )
-                if frame.ref is not None and frame.ref in self._pending:
+                if frame.ref is not None and self._pending.pop(frame.ref, None) is not None:
+                    # Refused means not stored: a resend after reconnect would only be refused again.
                     return SendRefused(frame.ref, error)
                 return ServerError(error, frame.ref)
             case (

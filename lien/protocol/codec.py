@@ -43,21 +43,30 @@ def _decode(
     )
     if size > limits.MAX_FRAME_BYTES:
         raise errors.FrameTooLarge(f"Frames are limited to {limits.MAX_FRAME_BYTES} bytes.")
+    if isinstance(data, str):
+        # The limit is in bytes: a text frame of multi-byte characters is longer than its len().
+        try:
+            data = data.encode()
+        except UnicodeEncodeError:
+            raise errors.MalformedFrame("The frame is not valid UTF-8.") from None
+        if len(data) > limits.MAX_FRAME_BYTES:
+            raise errors.FrameTooLarge(f"Frames are limited to {limits.MAX_FRAME_BYTES} bytes.")
     try:
         return decoder.decode(data)
     except msgspec.ValidationError as exc:
         tag = _frame_tag(data)
-        if tag is not None and tag not in known_tags:
+        if isinstance(tag, str) and tag not in known_tags:
             raise errors.UnknownFrameType(f"Unknown frame type {tag!r}.") from None
         raise errors.MalformedFrame(f"Invalid frame: {exc}.") from None
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        # msgspec reports invalid UTF-8 inside a JSON string as a UnicodeDecodeError.
         raise errors.MalformedFrame("The frame is not valid JSON.") from None
 
 
-def _frame_tag(data: bytes | str) -> object:
+def _frame_tag(data: bytes) -> object:
     try:
         parsed = _tag_only.decode(data)
-    except msgspec.MsgspecError:
+    except (msgspec.MsgspecError, UnicodeDecodeError):
         return None
     return parsed.get("type")
 

@@ -64,6 +64,17 @@ def _subscriber_factory(url: str, socket_timeout: float) -> Callable[[], Abstrac
     return factory
 
 
+def _raise_if_cancelled() -> None:
+    """Honour a cancellation that an await swallowed, so that ``close()`` cannot hang.
+
+    redis-py sends with ``asyncio.wait_for``, which on Python 3.11 returns the
+    result instead of raising when the task is cancelled as the send completes.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class RedisBroker:
     def __init__(
         self,
@@ -86,6 +97,8 @@ class RedisBroker:
         self._resync_callbacks: list[Callable[[], None]] = []
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._first_connection: AbstractConnection | None = None
+        """Made by start(), until the supervisor takes it (a task cancelled before it runs never does)."""
 
         # State of the current subscriber connection, reset on each connection.
         self._connected = False
@@ -110,6 +123,7 @@ class RedisBroker:
             connection = await self._connect()
         except UNREACHABLE as exc:
             raise BrokerUnavailable(f"cannot reach Redis: {exc}") from exc
+        self._first_connection = connection
         self._task = asyncio.create_task(self._supervise(connection), name="lien-broker-redis")
 
     async def close(self) -> None:
@@ -120,6 +134,9 @@ class RedisBroker:
             await asyncio.wait([task])
             if not task.cancelled() and task.exception() is not None:
                 logger.error("broker task had failed", exc_info=task.exception())
+        if self._first_connection is not None:
+            await self._first_connection.disconnect(nowait=True)
+            self._first_connection = None
         await self._publisher.aclose()
         self._notify_state()
 
@@ -212,7 +229,12 @@ class RedisBroker:
         loop = asyncio.get_running_loop()
         delay = self._reconnect_min
         resync = False  # the first connection, made by start(), has lost nothing
+        self._first_connection = None
         while True:
+            if self._closed:
+                # close() cancelled a session as one of its tasks failed: the TaskGroup
+                # raised that failure, not CancelledError, and except* took it.
+                return
             if connection is None:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._reconnect_max)
@@ -272,6 +294,7 @@ class RedisBroker:
                 # Keeps a silent connection proving it is alive (see _read).
                 await connection.send_command("PING")
                 next_ping = loop.time() + self._ping_interval
+            _raise_if_cancelled()
             try:
                 async with asyncio.timeout_at(next_ping):
                     await self._wake_writer.wait()

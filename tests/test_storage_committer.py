@@ -1,0 +1,365 @@
+"""server.storage.committer (group commit) on real SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from lien.protocol import errors
+from lien.protocol.api import Profile
+from server.storage import accounts, devices, messages
+from server.storage.committer import GroupCommitter, InboxWrites
+from server.storage.database import Database
+from server.storage.migrate import upgrade_to_head
+from server.storage.schema import INBOX_MESSAGE
+from server.storage.schema import devices as devices_table
+from server.storage.schema import messages as messages_table
+from tests.keys import new_device
+
+TIMEOUT = 20.0
+
+
+@pytest.fixture
+async def database(database_url: str) -> AsyncIterator[Database]:
+    db = Database(database_url)
+    await upgrade_to_head(db)
+    yield db
+    await db.close()
+
+
+@pytest.fixture
+async def committer(database: Database) -> AsyncIterator[GroupCommitter]:
+    """A committer whose worker is not started yet: the test queues jobs, then starts it."""
+    group = GroupCommitter(database)
+    yield group
+    await group.close()
+
+
+async def add_devices(database: Database, count: int, username: str = "owner") -> list[int]:
+    async with database.write() as connection:
+        user_id = await accounts.create_user(
+            connection, username=username, password_hash="x", profile=Profile(display_name="U"), now=1
+        )
+        return [
+            await devices.add_device(
+                connection, user_id=user_id, registration=new_device(prekeys=0).registration, now=1
+            )
+            for _ in range(count)
+        ]
+
+
+def frame_for(tag: str, device_id: int) -> Callable[[int], bytes]:
+    return lambda seq: f"{tag}|{device_id}|{seq}".encode()
+
+
+def queue_entries(writes: InboxWrites, tag: str, device_ids: list[int]) -> list[messages.QueuedEntry]:
+    return [
+        writes.add(device_id, INBOX_MESSAGE, tag, 1_000, frame_for(tag, device_id))
+        for device_id in device_ids
+    ]
+
+
+async def inbox_of(database: Database, device_id: int) -> list[tuple[int, str]]:
+    async with database.read() as connection:
+        entries = await messages.read_inbox(connection, device_id, after_seq=0, limit=10_000)
+    result = []
+    for entry in entries:
+        tag, device, seq = entry.frame.decode().split("|")
+        assert int(device) == device_id and int(seq) == entry.seq  # the frame was built with its seq
+        result.append((entry.seq, tag))
+    return result
+
+
+async def gather(*awaitables: Any) -> list[Any]:
+    async with asyncio.timeout(TIMEOUT):
+        return list(await asyncio.gather(*awaitables, return_exceptions=True))
+
+
+# --- batching ----------------------------------------------------------------------------
+
+
+async def test_jobs_queued_together_commit_in_one_batch(
+    database: Database, committer: GroupCommitter
+) -> None:
+    [device] = await add_devices(database, 1)
+    batches: list[int] = []
+    committer.on_batch = batches.append
+
+    def job(n: int) -> Any:
+        async def run(connection: AsyncConnection, writes: InboxWrites) -> int:
+            queue_entries(writes, f"job{n}", [device])
+            return n * 10
+
+        return run
+
+    tasks = [asyncio.create_task(committer.run(job(n))) for n in range(6)]
+    committer.start()
+    assert await gather(*tasks) == [0, 10, 20, 30, 40, 50]
+    assert batches == [6]
+    assert await inbox_of(database, device) == [(n + 1, f"job{n}") for n in range(6)]
+
+
+async def test_jobs_arriving_during_a_commit_share_the_next_one(
+    database: Database, committer: GroupCommitter
+) -> None:
+    batches: list[int] = []
+    committer.on_batch = batches.append
+    running, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(connection: AsyncConnection, writes: InboxWrites) -> str:
+        running.set()
+        await release.wait()
+        return "slow"
+
+    async def quick(connection: AsyncConnection, writes: InboxWrites) -> str:
+        return "quick"
+
+    committer.start()
+    first = asyncio.create_task(committer.run(slow))
+    async with asyncio.timeout(TIMEOUT):
+        await running.wait()
+    rest = [asyncio.create_task(committer.run(quick)) for _ in range(4)]
+    release.set()
+    assert await gather(first, *rest) == ["slow"] + ["quick"] * 4
+    assert batches == [1, 4]
+
+
+async def test_a_lone_job_commits_at_once(database: Database, committer: GroupCommitter) -> None:
+    committer.start()
+
+    async def job(connection: AsyncConnection, writes: InboxWrites) -> int:
+        result = await connection.execute(select(func.count()).select_from(devices_table))
+        return int(result.scalar_one())
+
+    async with asyncio.timeout(TIMEOUT):
+        assert await committer.run(job) == 0
+
+
+# --- failures ----------------------------------------------------------------------------
+
+
+async def test_a_refused_job_does_not_sink_the_others(database: Database, committer: GroupCommitter) -> None:
+    [device] = await add_devices(database, 1)
+    batches: list[int] = []
+    committer.on_batch = batches.append
+
+    async def accepted(connection: AsyncConnection, writes: InboxWrites) -> str:
+        queue_entries(writes, "ok", [device])
+        return "ok"
+
+    async def refused(connection: AsyncConnection, writes: InboxWrites) -> str:
+        raise errors.DevicesMismatch(details={"missing": [device]})
+
+    tasks = [asyncio.create_task(committer.run(job)) for job in (accepted, refused, accepted)]
+    committer.start()
+    first, refusal, third = await gather(*tasks)
+    assert first == third == "ok"
+    assert isinstance(refusal, errors.DevicesMismatch) and refusal.details == {"missing": [device]}
+    assert batches == [3]  # one transaction, not retried
+    assert await inbox_of(database, device) == [(1, "ok"), (2, "ok")]
+
+
+def storing(device: int, calls: dict[str, int], name: str) -> Any:
+    """A job that queues an inbox entry and inserts a message row, counting its runs."""
+
+    async def run(connection: AsyncConnection, writes: InboxWrites) -> str:
+        calls[name] = calls.get(name, 0) + 1
+        queue_entries(writes, name, [device])
+        await messages.insert_message(
+            connection,
+            messages.StoredMessage(
+                id=f"m-{name}",
+                sender_user_id=1,
+                sender_device_id=device,
+                recipient_user_id=1,
+                client_id=name,
+                created_at=1,
+            ),
+        )
+        return name
+
+    return run
+
+
+async def message_ids(database: Database) -> list[str]:
+    async with database.read() as connection:
+        rows = await connection.execute(select(messages_table.c.id).order_by(messages_table.c.id))
+        return list(rows.scalars())
+
+
+async def test_a_failing_job_is_retried_alone_and_only_it_fails(
+    database: Database, committer: GroupCommitter, caplog: pytest.LogCaptureFixture
+) -> None:
+    [device] = await add_devices(database, 1)
+    batches: list[int] = []
+    committer.on_batch = batches.append
+    calls: dict[str, int] = {}
+
+    async def bug(connection: AsyncConnection, writes: InboxWrites) -> str:
+        calls["bug"] = calls.get("bug", 0) + 1
+        queue_entries(writes, "bug", [device])
+        raise RuntimeError("a programming error")
+
+    jobs = (storing(device, calls, "a"), bug, storing(device, calls, "b"))
+    tasks = [asyncio.create_task(committer.run(job)) for job in jobs]
+    committer.start()
+    a, failure, b = await gather(*tasks)
+    assert (a, b) == ("a", "b")
+    assert isinstance(failure, RuntimeError) and str(failure) == "a programming error"
+    # The batch ran up to the failure and rolled back; then each job ran alone.
+    assert calls == {"a": 2, "bug": 2, "b": 1}
+    assert batches == [1, 1]
+    # Nothing of the rolled-back attempt remains: each survivor's writes exist once, seqs from 1.
+    assert await inbox_of(database, device) == [(1, "a"), (2, "b")]
+    assert await message_ids(database) == ["m-a", "m-b"]
+    assert any("write job failed" in record.getMessage() for record in caplog.records)
+
+
+async def test_a_transient_failure_costs_a_retry_only(database: Database, committer: GroupCommitter) -> None:
+    [device] = await add_devices(database, 1)
+    batches: list[int] = []
+    committer.on_batch = batches.append
+    calls: dict[str, int] = {}
+    store_flaky = storing(device, calls, "flaky")
+
+    async def flaky(connection: AsyncConnection, writes: InboxWrites) -> str:
+        if "flaky" not in calls:
+            calls["flaky"] = 1
+            await messages.insert_message(  # a write that the rollback must undo
+                connection,
+                messages.StoredMessage(
+                    id="m-torn", sender_user_id=1, sender_device_id=device, recipient_user_id=1,
+                    client_id="torn", created_at=1,
+                ),
+            )  # fmt: skip
+            raise ConnectionResetError("transient")
+        return str(await store_flaky(connection, writes))
+
+    jobs = (storing(device, calls, "a"), flaky, storing(device, calls, "b"))
+    tasks = [asyncio.create_task(committer.run(job)) for job in jobs]
+    committer.start()
+    assert await gather(*tasks) == ["a", "flaky", "b"]
+    assert batches == [1, 1, 1]
+    assert await inbox_of(database, device) == [(1, "a"), (2, "flaky"), (3, "b")]
+    assert await message_ids(database) == ["m-a", "m-b", "m-flaky"]
+
+
+async def test_close_fails_jobs_still_queued(database: Database) -> None:
+    committer = GroupCommitter(database)  # never started
+
+    async def job(connection: AsyncConnection, writes: InboxWrites) -> None:
+        raise AssertionError("must not run")
+
+    task = asyncio.create_task(committer.run(job))
+    await asyncio.sleep(0)  # let it queue
+    await committer.close()
+    with pytest.raises(RuntimeError, match="shutting down"):
+        async with asyncio.timeout(TIMEOUT):
+            await task
+
+
+# --- inbox writes ------------------------------------------------------------------------------
+
+
+async def test_inbox_entries_get_consecutive_seqs_in_job_order(
+    database: Database, committer: GroupCommitter
+) -> None:
+    d1, d2, d3 = await add_devices(database, 3)
+    queued: dict[str, list[messages.QueuedEntry]] = {}
+
+    def job(tag: str, targets: list[int]) -> Any:
+        async def run(connection: AsyncConnection, writes: InboxWrites) -> None:
+            queued[tag] = queue_entries(writes, tag, targets)
+
+        return run
+
+    tasks = [
+        asyncio.create_task(committer.run(job("A", [d2, d1, d2]))),
+        asyncio.create_task(committer.run(job("B", [d1, 999_999, d3]))),  # 999999: no such device
+        asyncio.create_task(committer.run(job("C", [d2]))),
+    ]
+    committer.start()
+    await gather(*tasks)
+
+    assert [entry.seq for entry in queued["A"]] == [1, 1, 2]
+    assert [entry.seq for entry in queued["B"]] == [2, 0, 1]
+    assert [entry.seq for entry in queued["C"]] == [3]
+    for entries in queued.values():
+        for entry in entries:
+            expected = frame_for(entry.message_id, entry.device_id)(entry.seq) if entry.written else b""
+            assert entry.frame == expected
+    dropped = queued["B"][1]
+    assert not dropped.written and dropped.seq == 0  # an entry for a missing device is left unwritten
+
+    assert await inbox_of(database, d1) == [(1, "A"), (2, "B")]
+    assert await inbox_of(database, d2) == [(1, "A"), (2, "A"), (3, "C")]
+    assert await inbox_of(database, d3) == [(1, "B")]
+
+    # The next transaction carries on from each device's counter.
+    async def more(connection: AsyncConnection, writes: InboxWrites) -> list[messages.QueuedEntry]:
+        return queue_entries(writes, "D", [d3, d1])
+
+    async with asyncio.timeout(TIMEOUT):
+        later = await committer.run(more)
+    assert [(entry.device_id, entry.seq) for entry in later] == [(d3, 2), (d1, 3)]
+
+
+async def test_two_nodes_on_overlapping_devices(database: Database, database_url: str) -> None:
+    """Two committers on two engines (two nodes) never deadlock; each device's seqs stay contiguous."""
+    device_ids = await add_devices(database, 5)
+    other_database = Database(database_url)
+    nodes = {"n1": GroupCommitter(database), "n2": GroupCommitter(other_database)}
+    for node in nodes.values():
+        node.start()
+    jobs_per_node = 40
+
+    def job(tag: str, targets: list[int]) -> Any:
+        async def run(connection: AsyncConnection, writes: InboxWrites) -> None:
+            queue_entries(writes, tag, targets)
+
+        return run
+
+    def targets_of(node_index: int, n: int) -> list[int]:
+        # Overlapping subsets in shifting orders (never sorted), so the nodes contend for the same rows.
+        rotation = (n * (node_index + 2)) % len(device_ids)
+        rotated = device_ids[rotation:] + device_ids[:rotation]
+        return list(reversed(rotated)) if n % 2 else rotated[: 2 + n % 4]
+
+    try:
+        tasks = []
+        for n in range(jobs_per_node):  # interleaved submissions: both nodes always have work
+            for index, (name, node) in enumerate(nodes.items()):
+                tasks.append(asyncio.create_task(node.run(job(f"{name}:{n:03d}", targets_of(index, n)))))
+            if n % 5 == 0:
+                await asyncio.sleep(0)  # let batches of different sizes form
+        results = await gather(*tasks)
+        assert all(result is None for result in results), [r for r in results if r is not None]
+    finally:
+        for node in nodes.values():
+            await node.close()
+        await other_database.close()
+
+    expected_counts = {device_id: 0 for device_id in device_ids}
+    for index in range(len(nodes)):
+        for n in range(jobs_per_node):
+            for device_id in targets_of(index, n):
+                expected_counts[device_id] += 1
+    for device_id in device_ids:
+        inbox = await inbox_of(database, device_id)
+        assert [seq for seq, _ in inbox] == list(range(1, expected_counts[device_id] + 1))
+        for name in nodes:
+            # One worker per node commits its jobs in the order they were queued.
+            mine = [tag for _, tag in inbox if tag.startswith(name)]
+            assert mine == sorted(mine)
+        async with database.read() as connection:
+            row = (
+                await connection.execute(
+                    select(devices_table.c.next_seq).where(devices_table.c.id == device_id)
+                )
+            ).scalar_one()
+        assert row == expected_counts[device_id]
