@@ -210,7 +210,17 @@ def test_ephemeral_frames(frame: frames.Frame) -> None:
 
 def test_status_is_an_inbox_item() -> None:
     protocol = connected()
-    status = frames.Status(seq=5, message="m", kind="delivered", by="bob", by_device=2, at=3)
+    status = frames.Status(
+        seq=5,
+        message="m",
+        kind="delivered",
+        by="bob",
+        by_device=2,
+        at=3,
+        hash=bytes(32),
+        device_time=3,
+        signature=bytes(64),
+    )
     assert protocol.receive(codec.encode(status)) == InboxItem(status)
 
 

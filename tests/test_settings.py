@@ -89,7 +89,17 @@ def test_every_option_has_a_flag_and_a_variable() -> None:
         "LIEN_SESSION_TTL",
         "LIEN_LOG_LEVEL",
         "LIEN_MIGRATE_ON_START",
+        "LIEN_MAX_GROUP_MEMBERS",
+        "LIEN_MESSAGE_MAX_AGE_DAYS",
+        "LIEN_LEDGER_RETENTION_DAYS",
+        "LIEN_RETENTION_INTERVAL",
+        "LIEN_MESSAGE_RATE",
+        "LIEN_MESSAGE_BURST",
+        "LIEN_MAX_CONNECTIONS_PER_ACCOUNT",
+        "LIEN_LEDGER_KEY_FILE",
+        "LIEN_LEDGER_SIGN_INTERVAL",
         "LIEN_NODE_NAME",
+        "LIEN_WEB_DIR",
     }
     assert {option.name for option in OPTIONS if option.secret} == {"database_url", "redis_url"}
 
