@@ -9,7 +9,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lien import ledger as chain
 from server.storage import ledger as ledger_store
-from server.storage.schema import devices, inbox, ledger, message_copies, messages, receipts, users
+from server.storage.schema import (
+    INBOX_GROUP_MESSAGE,
+    devices,
+    inbox,
+    ledger,
+    message_copies,
+    messages,
+    receipts,
+    users,
+)
 
 
 @dataclass(frozen=True)
@@ -56,7 +65,8 @@ async def _restate_devices(connection: AsyncConnection, ledger_before: int, now:
 
 async def purge(connection: AsyncConnection, *, inbox_before: int, ledger_before: int, now: int) -> Purged:
     old_entries = await connection.execute(delete(inbox).where(inbox.c.created_at < inbox_before))
-    pending = exists().where(inbox.c.message_id == messages.c.id)
+    # Only group message entries read the shared body (status entries merely name the message).
+    pending = exists().where(inbox.c.message_id == messages.c.id, inbox.c.kind == INBOX_GROUP_MESSAGE)
     bodies = await connection.execute(
         update(messages).where(messages.c.body.is_not(None), ~pending).values(body=None)
     )
