@@ -162,6 +162,7 @@ class Bridge:
 
     def retry_now(self) -> None:
         """From the offline page's button: try the server now."""
+        self._events.write("retry")
         self._on_retry()
 
     # --- called from Python ------------------------------------------------------

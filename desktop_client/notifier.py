@@ -179,11 +179,13 @@ class DBusNotifier:
             self._ids_by_tag[notification.tag] = notification_id
 
     def _listen(self) -> None:
+        from jeepney import HeaderFields
+
         while not self._stopping:
             message = self._signals.get()
             if message is None:
                 return
-            member = message.header.fields.get(_member_field())
+            member = message.header.fields.get(HeaderFields.member)
             if member == "ActionInvoked":
                 notification_id, action = message.body
                 with self._lock:
@@ -210,12 +212,6 @@ class DBusNotifier:
         connection = self._router.conn
         self._router.close()
         connection.close()
-
-
-def _member_field() -> Any:
-    from jeepney import HeaderFields
-
-    return HeaderFields.member
 
 
 def system_notifier(icon: Path | None = None) -> Notifier:

@@ -7,6 +7,10 @@ read and drive the page the way a person would: fill fields, click buttons, read
 text. (Playwright's ``connect_over_cdp`` needs browser-context calls QtWebEngine
 does not have, so `DevToolsPage` speaks the few DevTools calls it needs itself.)
 
+`NotificationService` is a small freedesktop notification service on a private
+``dbus-daemon`` (the ``session_bus`` fixture): it records Notify calls and can click
+a notification (``ActionInvoked``), as a desktop's notification daemon would.
+
 Every process here is stopped by its own pid; every wait is bounded and waits for a
 condition.
 """
@@ -22,6 +26,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -302,3 +307,96 @@ def xvfb(tmp_path: Path) -> Iterator[Xvfb]:
     server = Xvfb(tmp_path / "xvfb.log")
     yield server
     server.stop()
+
+
+NOTIFY_PATH = "/org/freedesktop/Notifications"
+NOTIFY_INTERFACE = "org.freedesktop.Notifications"
+
+
+class NotificationService:
+    """Answers GetCapabilities, GetServerInformation and Notify; can emit ActionInvoked."""
+
+    def __init__(self, address: str, capabilities: list[str]) -> None:
+        from jeepney.bus_messages import message_bus
+        from jeepney.io.threading import open_dbus_connection
+
+        self.capabilities = capabilities
+        self.calls: list[tuple[Any, ...]] = []
+        self.notified = threading.Event()
+        self.connection = open_dbus_connection(bus=address)
+        self.connection.send(message_bus.RequestName(NOTIFY_INTERFACE))
+        self.next_id = 0
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        from jeepney import HeaderFields, MessageType, new_method_return
+        from jeepney.io.threading import ReceiveStopped
+
+        while True:
+            try:
+                message = self.connection.receive()
+            except (ReceiveStopped, OSError):
+                return
+            header = message.header
+            if (
+                header.message_type != MessageType.method_call
+                or header.fields.get(HeaderFields.path) != NOTIFY_PATH
+            ):
+                continue
+            member = header.fields.get(HeaderFields.member)
+            if member == "GetCapabilities":
+                self.connection.send(new_method_return(message, "as", (self.capabilities,)))
+            elif member == "GetServerInformation":
+                self.connection.send(new_method_return(message, "ssss", ("fake", "lien", "1", "1.2")))
+            elif member == "Notify":
+                self.calls.append(tuple(message.body))
+                replaces = int(message.body[1])
+                if not replaces:
+                    self.next_id += 1
+                self.connection.send(new_method_return(message, "u", (replaces or self.next_id,)))
+                self.notified.set()
+
+    def click(self, notification_id: int) -> None:
+        from jeepney import DBusAddress, new_signal
+
+        signal_message = new_signal(
+            DBusAddress(NOTIFY_PATH, interface=NOTIFY_INTERFACE),
+            "ActionInvoked",
+            "us",
+            (notification_id, "default"),
+        )
+        self.connection.send(signal_message)
+
+    def wait_for_calls(self, count: int) -> None:
+        deadline = time.monotonic() + WAIT
+        while len(self.calls) < count:
+            assert time.monotonic() < deadline, self.calls
+            self.notified.wait(0.1)
+            self.notified.clear()
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+@pytest.fixture
+def session_bus(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    if shutil.which("dbus-daemon") is None:
+        pytest.skip("needs dbus-daemon")
+    pytest.importorskip("jeepney")
+    daemon = subprocess.Popen(
+        ["dbus-daemon", "--session", "--nofork", "--nopidfile", "--print-address"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert daemon.stdout is not None
+        address = daemon.stdout.readline().strip()  # printed once the bus accepts clients
+        assert address, "dbus-daemon did not start"
+        monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", address)
+        yield address
+    finally:
+        os.kill(daemon.pid, signal.SIGTERM)
+        daemon.wait(10)
+        if daemon.stdout is not None:
+            daemon.stdout.close()

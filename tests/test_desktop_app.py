@@ -1,9 +1,10 @@
 """The desktop application in a real window (Xvfb): start offline, sign in, a notification, come back.
 
 One ``lien-desktop`` process against one live node, driven over DevTools the way a
-person would use it; what the desktop did natively (notifications, window title,
-bringing the window forward, the keyring) is read from its event log
-(``LIEN_DESKTOP_EVENT_LOG``) and from the test keyring file.
+person would use it, with a notification service on a private D-Bus; what the desktop
+did natively (notifications, window title, bringing the window forward, the keyring)
+is read from its event log (``LIEN_DESKTOP_EVENT_LOG``), from the notification service
+and from the test keyring file.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pytest
 
 import lien
 from tests.databases import sqlite_url
-from tests.desktop import DesktopApp, DevToolsPage, Xvfb
+from tests.desktop import DesktopApp, DevToolsPage, NotificationService, Xvfb
 from tests.desktop_keyring import FILE_VARIABLE
 from tests.live import LiveNode
 from tests.web import PASSWORD, SCREENSHOTS
@@ -41,14 +42,16 @@ async def sign_in(page: DevToolsPage, username: str, *, remember: bool) -> None:
 
 
 async def test_desktop_window_from_offline_start_to_notification_and_unlocked_restart(
-    xvfb: Xvfb, tmp_path: Path
+    xvfb: Xvfb, session_bus: str, tmp_path: Path
 ) -> None:
     node = LiveNode(database_url=sqlite_url(tmp_path), data_dir=tmp_path, name="desktop")
     keyring_file = tmp_path / "keyring.json"
+    notifications = NotificationService(session_bus, ["actions", "body"])
     app = DesktopApp(
         tmp_path,
         xvfb.display,
         extra_env={
+            "DBUS_SESSION_BUS_ADDRESS": session_bus,
             "PYTHON_KEYRING_BACKEND": "tests.desktop_keyring.FileKeyring",
             FILE_VARIABLE: str(keyring_file),
         },
@@ -63,9 +66,10 @@ async def test_desktop_window_from_offline_start_to_notification_and_unlocked_re
         assert "serveur" in reason
         await page.next_frame()
         xvfb.screenshot(SCREENSHOTS / "desktop-offline.png")
+        await page.click("#retry")  # through the bridge: the loader tries again at once
+        await app.wait_for_event("retry")
         node.start()
-        await page.click("#retry")  # the bridge's retry_now: no waiting for the next try
-        await page.wait_for(WEB_CLIENT)
+        await page.wait_for(WEB_CLIENT)  # the next try finds it
 
         keystores = tmp_path / "sdk"
         doctor = await lien.Client.register(
@@ -86,11 +90,19 @@ async def test_desktop_window_from_offline_start_to_notification_and_unlocked_re
             await lab.connect()
             await lab.send_text("dr.martin", ALERT)
             notification = await app.wait_for_event("notification")
-            assert notification["summary"] == "Lien"
+            assert (notification["summary"], notification["notifier"]) == ("Lien", "dbus")
             assert notification["body"] == "Nouveau message de Laboratoire Durand"
             assert ALERT not in app.event_log.read_text(encoding="utf-8")
             await app.wait_for_event("title", title="(1) Lien")
-            await page.click('button.conversation-item[data-peer="labo.durand"]')
+            notifications.wait_for_calls(1)
+            assert notifications.calls[0][3:5] == ("Lien", "Nouveau message de Laboratoire Durand")
+
+            # A click on it brings the window forward and opens the conversation.
+            notifications.click(1)
+            await app.wait_for_event("forward", reason="notification")
+            await page.wait_for(
+                "document.querySelector('button.conversation-item[aria-current=true]')?.dataset.peer"
+            )
             await page.wait_for(
                 f"document.querySelector('li.message.incoming .text')?.textContent === {json.dumps(ALERT)}"
             )
@@ -109,8 +121,9 @@ async def test_desktop_window_from_offline_start_to_notification_and_unlocked_re
         await app.wait_for_event("title", title="Lien — hors ligne")
         await page.next_frame()
         xvfb.screenshot(SCREENSHOTS / "desktop-offline-banner.png")
+        await page.click(".desktop-banner button")  # "Réessayer maintenant": still down, still shown
+        await page.wait_for(BANNER_SHOWN)
         node.start()
-        await page.click(".desktop-banner button")
         await page.wait_for(f"{CONNECTED} && !({BANNER_SHOWN})")
 
         # Closed and opened again: same server, same geometry, unlocked from the keyring.
@@ -135,3 +148,4 @@ async def test_desktop_window_from_offline_start_to_notification_and_unlocked_re
     finally:
         app.cleanup()
         node.stop()
+        notifications.close()

@@ -193,6 +193,7 @@ def test_without_a_keyring_nothing_is_offered_or_stored(tmp_path: Path) -> None:
 def test_the_offline_page_button_retries(desk: Desk) -> None:
     desk.bridge.retry_now()
     assert desk.retries == 1
+    assert len(desk.events("retry")) == 1
 
 
 def test_a_second_launch_brings_the_window_forward(desk: Desk) -> None:

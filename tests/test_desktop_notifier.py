@@ -1,20 +1,14 @@
 """desktop_client.notifier: the freedesktop service over a private D-Bus, notify-send, and none.
 
-The D-Bus test runs a private ``dbus-daemon`` and a small notification service on it
-(the interface's three calls and its ``ActionInvoked`` signal), so the real protocol
+The D-Bus tests run a private ``dbus-daemon`` (the ``session_bus`` fixture) and a small
+notification service on it (`tests.desktop.NotificationService`), so the real protocol
 is spoken: a Notify call, a click that comes back, a replacement per conversation.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import subprocess
 import threading
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -25,95 +19,7 @@ from desktop_client.notifier import (
     NullNotifier,
     system_notifier,
 )
-
-PATH = "/org/freedesktop/Notifications"
-INTERFACE = "org.freedesktop.Notifications"
-WAIT = 10.0
-
-
-class NotificationService:
-    """Answers GetCapabilities, GetServerInformation and Notify; can emit ActionInvoked."""
-
-    def __init__(self, address: str, capabilities: list[str]) -> None:
-        from jeepney.bus_messages import message_bus
-        from jeepney.io.threading import open_dbus_connection
-
-        self.capabilities = capabilities
-        self.calls: list[tuple[Any, ...]] = []
-        self.notified = threading.Event()
-        self.connection = open_dbus_connection(bus=address)
-        self.connection.send(message_bus.RequestName(INTERFACE))
-        self.next_id = 0
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        from jeepney import HeaderFields, MessageType, new_method_return
-        from jeepney.io.threading import ReceiveStopped
-
-        while True:
-            try:
-                message = self.connection.receive()
-            except (ReceiveStopped, OSError):
-                return
-            header = message.header
-            if header.message_type != MessageType.method_call or header.fields.get(HeaderFields.path) != PATH:
-                continue
-            member = header.fields.get(HeaderFields.member)
-            if member == "GetCapabilities":
-                self.connection.send(new_method_return(message, "as", (self.capabilities,)))
-            elif member == "GetServerInformation":
-                self.connection.send(new_method_return(message, "ssss", ("fake", "lien", "1", "1.2")))
-            elif member == "Notify":
-                self.calls.append(tuple(message.body))
-                replaces = int(message.body[1])
-                if not replaces:
-                    self.next_id += 1
-                self.connection.send(new_method_return(message, "u", (replaces or self.next_id,)))
-                self.notified.set()
-
-    def click(self, notification_id: int) -> None:
-        from jeepney import DBusAddress, new_signal
-
-        signal_message = new_signal(
-            DBusAddress(PATH, interface=INTERFACE), "ActionInvoked", "us", (notification_id, "default")
-        )
-        self.connection.send(signal_message)
-
-    def wait_for_calls(self, count: int) -> None:
-        import time
-
-        deadline = time.monotonic() + WAIT
-        while len(self.calls) < count:
-            assert time.monotonic() < deadline, self.calls
-            self.notified.wait(0.1)
-            self.notified.clear()
-
-    def close(self) -> None:
-        self.connection.close()
-
-
-@pytest.fixture
-def session_bus(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    if shutil.which("dbus-daemon") is None:
-        pytest.skip("needs dbus-daemon")
-    pytest.importorskip("jeepney")
-    daemon = subprocess.Popen(
-        ["dbus-daemon", "--session", "--nofork", "--nopidfile", "--print-address"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert daemon.stdout is not None
-        address = daemon.stdout.readline().strip()  # printed once the bus accepts clients
-        assert address, "dbus-daemon did not start"
-        monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", address)
-        yield address
-    finally:
-        os.kill(daemon.pid, signal.SIGTERM)
-        daemon.wait(10)
-        if daemon.stdout is not None:
-            daemon.stdout.close()
+from tests.desktop import WAIT, NotificationService
 
 
 def test_a_notification_goes_to_the_service_and_a_click_on_it_comes_back(session_bus: str) -> None:
