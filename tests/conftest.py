@@ -7,7 +7,7 @@ import pytest
 
 from tests.databases import fresh_postgres_database, require_postgres, sqlite_url
 
-pytest_plugins = ["tests.live", "tests.redis_server", "tests.web"]
+pytest_plugins = ["tests.live", "tests.redis_server", "tests.web", "tests.desktop"]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -3,6 +3,7 @@
  * conversation, the directory or a safety number on the right).
  */
 import { ready as sodiumReady } from '../src/crypto/sodium.js';
+import { desktopAttach, desktopAuthShown, desktopSignedOut } from './desktop.js';
 import { userMessage } from './errors.js';
 import { keystoreExists, lastUsername } from './keystore.js';
 import { renderAuth } from './ui/auth.js';
@@ -40,7 +41,9 @@ async function boot() {
 function showAuth(lastUser, message = null) {
   root.removeAttribute('aria-busy');
   updateBadge(0);
-  renderAuth(root, { baseUrl, lastUser, message, onSignedIn: (client) => new Messenger(client) });
+  const onSignedIn = (client) => new Messenger(client);
+  renderAuth(root, { baseUrl, lastUser, message, onSignedIn });
+  desktopAuthShown(root, { baseUrl, lastUser, onSignedIn });
 }
 
 class Messenger {
@@ -71,6 +74,7 @@ class Messenger {
       this.toasts);
     root.removeAttribute('aria-busy');
     this.#listen();
+    desktopAttach(client, root);
     this.#renderNotifyButton();
     this.#renderList();
     this.showEmpty();
@@ -241,6 +245,7 @@ class Messenger {
 
   async signOut() {
     await this.client.signOut();
+    desktopSignedOut(this.client.username);
     showAuth(this.client.username, 'Vous êtes déconnecté. Vos clés et votre historique restent chiffrés dans ce navigateur.');
   }
 }

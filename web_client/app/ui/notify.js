@@ -1,13 +1,17 @@
 /**
  * Telling the user about new messages while the tab is in the background: the title badge
  * ("(3) Lien") and, with permission, a browser notification that names the sender only
- * (never the text: a notification can show on a shared screen).
+ * (never the text: a notification can show on a shared screen). Inside the desktop
+ * application the count also goes to the window title, and notifications are native
+ * ones, through its bridge (../desktop.js).
  */
+import { desktopActive, desktopNotify, desktopUnread } from '../desktop.js';
 
 const BASE_TITLE = 'Lien';
 
 export function updateBadge(unread) {
   document.title = unread > 0 ? `(${unread}) ${BASE_TITLE}` : BASE_TITLE;
+  desktopUnread(unread);
 }
 
 export function notificationsSupported() {
@@ -15,6 +19,7 @@ export function notificationsSupported() {
 }
 
 export function notificationsEnabled() {
+  if (desktopActive()) return true;
   return notificationsSupported() && Notification.permission === 'granted';
 }
 
@@ -27,6 +32,7 @@ export async function enableNotifications() {
 
 /** A notification for a new message when the page is not in view. */
 export function notifyNewMessage(senderName, onOpen) {
+  if (desktopNotify(senderName, onOpen)) return;
   if (!notificationsEnabled() || document.visibilityState === 'visible') return;
   try {
     const notification = new Notification(BASE_TITLE, {
