@@ -113,9 +113,23 @@ async def test_two_browsers_and_the_sdk_talk_in_a_care_team(
         assert from_nurse.signer_key == await signing_key_of(lab, "inf.petit")
         await lab.mark_read(from_nurse)
         await expect(nurse.messages("outgoing").last).to_have_attribute("data-status", "read")
+
         await gp.page.locator(".receipts summary").first.click()
-        await expect(gp.page.locator('.receipts li[data-user="inf.petit"]')).to_contain_text("lu")
+        await expect(gp.page.locator('.receipts li[data-user="inf.petit"]').first).to_have_text(
+            re.compile(r"^Claire Petit : lu \(\d\d:\d\d\)$")
+        )
         await gp.screenshot("11-group-conversation")
+
+        # The lab loses the doctor's sender key: her next message does not open there, the lab
+        # answers decrypt-failed, and her browser resends it pairwise; the one after carries the key again.
+        gp_device = (await lab.api.devices("dr.martin")).devices[0].device
+        lab.keystore.set_sender_key_receiver(f"{team}/dr.martin/{gp_device}", None)
+        lost = "Envoyé après la perte de la clé du groupe par le labo."
+        await gp.send(lost)
+        repaired_copy = await lab.receive(timeout=20)
+        assert (repaired_copy.text, repaired_copy.group) == (lost, team) and repaired_copy.verify()
+        await gp.send("Et le message suivant.")
+        assert (await lab.receive(timeout=20)).text == "Et le message suivant."
 
         # A body whose signature does not verify is refused by both browsers, which ask for a
         # repair: the lab sends the message again to each, pairwise, and each shows it once.

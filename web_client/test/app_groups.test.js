@@ -13,7 +13,9 @@ import { buildGroupSend } from '../app/group_send.js';
 import { GroupBook } from '../app/groups.js';
 import { History } from '../app/history.js';
 import * as e2e from '../app/e2e.js';
-import { groupSendFrame, isGroupId, typingFrame } from '../app/protocol.js';
+import { LienError } from '../app/errors.js';
+import { ClientProtocol, groupSendFrame, isGroupId, typingFrame } from '../app/protocol.js';
+import { Sender } from '../app/sender.js';
 import { errorCode } from '../test-support/vectors.js';
 
 const GROUP = 'GABCDEFGH';
@@ -24,12 +26,20 @@ class MemoryKeystore {
     this.identity = IdentityKeyPair.generate();
     this.data = {
       username, device_id: deviceId, groups: {}, sender_keys: {}, sender_key_receivers: {}, sessions: {},
-      signed_prekeys: [], one_time_prekeys: {}, next_prekey_id: 1,
+      signed_prekeys: [], one_time_prekeys: {}, next_prekey_id: 1, outbox: [], sent: {},
     };
-    this.prekeys = new Map();
+    this.saves = 0;
   }
 
   get username() { return this.data.username; }
+
+  get deviceId() { return this.data.device_id; }
+
+  async save() { this.saves += 1; }
+
+  rememberSent(id, record) { this.data.sent[id] = record; }
+
+  sentMessage(id) { return this.data.sent[id] ?? null; }
 
   group(id) { return this.data.groups[id] ?? null; }
 
@@ -116,16 +126,15 @@ test('a group message built by one device opens on another; the key copy is inst
     checkAccepted: () => {},
   };
   const api = { group: async () => info(3, [['alice', 'owner'], ['bob', 'member']]) };
+  const bobBundle = () => ({
+    device: 2,
+    identity_signing_key: toBase64(bob.keystore.identity.public.signingKey),
+    identity_exchange_key: toBase64(bob.keystore.identity.public.exchangeKey),
+    signed_prekey: { id: 1, key: toBase64(spk.publicKey), signature: toBase64(spk.signature) },
+    prekey: null,
+  });
   const openMissingSessions = async (targets) => {
-    for (const peer of targets) {
-      e2e.startSession(alice.keystore, alice.own, peer, {
-        device: 2,
-        identity_signing_key: toBase64(bob.keystore.identity.public.signingKey),
-        identity_exchange_key: toBase64(bob.keystore.identity.public.exchangeKey),
-        signed_prekey: { id: 1, key: toBase64(spk.publicKey), signature: toBase64(spk.signature) },
-        prekey: null,
-      });
-    }
+    for (const peer of targets) e2e.startSession(alice.keystore, alice.own, peer, bobBundle());
   };
   const parts = { keystore: alice.keystore, groups: alice.groups, directory, api, own: alice.own, openMissingSessions };
   const built = await buildGroupSend(parts, { clientId: 'c1', groupId: GROUP, text: 'Pansement à 9 h', sentAt: 1, refresh: false });
@@ -165,6 +174,56 @@ test('a group message built by one device opens on another; the key copy is inst
   alice.groups.learn(info(4, [['bob', 'owner']]));
   await assert.rejects(buildGroupSend({ ...parts, api: { group: async () => info(4, [['bob', 'owner']]) } },
     { clientId: 'c3', groupId: GROUP, text: 'x', sentAt: 3, refresh: false }), { code: 'not-a-member' });
+});
+
+test('a stale membership: the send is built again under the same id for the new epoch; accepted, its key copies count', async () => {
+  const alice = new AppDevice('alice', 1);
+  const bob = new AppDevice('bob', 2);
+  const spk = SignedPrekeyPair.generate(1, bob.keystore.identity);
+  let epoch = 3;
+  const members = () => info(epoch, [['alice', 'owner'], ['bob', 'member']]);
+  alice.groups.learn(members());
+  const bundle = {
+    device: 2,
+    identity_signing_key: toBase64(bob.keystore.identity.public.signingKey),
+    identity_exchange_key: toBase64(bob.keystore.identity.public.exchangeKey),
+    signed_prekey: { id: 1, key: toBase64(spk.publicKey), signature: toBase64(spk.signature) },
+    prekey: null,
+  };
+  const written = [];
+  const api = { group: async () => members(), claimKeys: async () => ({ bundles: [bundle] }) };
+  const directory = {
+    devices: async (user) => new Map([[user === 'alice' ? 1 : 2, (user === 'alice' ? alice : bob).keystore.identity.public]]),
+    checkAccepted: () => {},
+  };
+  const history = new History({});
+  const sender = new Sender({
+    keystore: alice.keystore, directory, groups: alice.groups, api, protocol: new ClientProtocol(), history,
+    write: (data) => written.push(JSON.parse(data)) > 0, emit: () => {}, onContact: () => {},
+  });
+  const message = await sender.sendText(GROUP, 'Réunion à 18 h');
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  assert.equal(written.length, 1);
+  assert.deepEqual([written[0].type, written[0].epoch, written[0].keys.length], ['group_send', 3, 1]);
+  assert.deepEqual(message.audience, ['bob']);
+
+  epoch = 4; // someone changed the group meanwhile: the server refuses the old epoch
+  await sender.onRefused(written[0].id, new LienError('stale-membership', 'changed', { epoch: 4 }));
+  assert.equal(written.length, 2);
+  assert.deepEqual([written[1].id, written[1].epoch], [written[0].id, 4]);
+  assert.notEqual(written[1].body, written[0].body, 'a new body: a chain key is never used twice');
+
+  await sender.onAccepted({ id: written[1].id, message: 'S1', at: 10 });
+  assert.equal(message.status, 'sent');
+  assert.deepEqual(alice.groups.record(GROUP).distributed, ['bob/2']);
+  assert.equal(alice.keystore.sentMessage('S1').to, GROUP);
+  assert.deepEqual(alice.keystore.data.outbox, []);
+
+  await sender.onRefused('other', new LienError('not-a-member'));
+  const refused = await sender.sendText(GROUP, 'encore');
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  await sender.onRefused(written.at(-1).id, new LienError('not-a-member'));
+  assert.deepEqual([refused.status, refused.error], ['failed', 'not-a-member']);
 });
 
 test('history: a group message is delivered once every member decrypted it, read once every member read it', () => {

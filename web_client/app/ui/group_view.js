@@ -24,6 +24,8 @@ export class GroupView {
     this.actions = actions;
     /** @type {Map<string, ReturnType<typeof setTimeout>>} who is typing, until when */
     this.typists = new Map();
+    /** Server ids of the messages whose per-member detail is open (kept across refreshes). */
+    this.openReceipts = new Set();
     this.header = h('header', { class: 'conversation-header' });
     this.warning = h('div', { class: 'warning-area' });
     this.list = h('ol', { class: 'messages', role: 'log', 'aria-label': 'Messages du groupe', tabindex: '0' });
@@ -132,10 +134,16 @@ export class GroupView {
     const read = statuses.filter((each) => each.status === 'read').length;
     const delivered = statuses.filter((each) => each.status !== 'sent').length;
     const summary = read ? `Lu par ${read} sur ${statuses.length}` : `Distribué à ${delivered} sur ${statuses.length}`;
-    return h('details', { class: 'receipts' },
-      h('summary', {}, summary),
-      h('ul', {}, statuses.map(({ user, status, at }) => h('li', { dataset: { user, status } },
-        `${displayName(this.client, user)} : ${MEMBER_STATUS[status]}${at ? ` (${formatTime(at)})` : ''}`))));
+    return h('details', {
+      class: 'receipts', open: this.openReceipts.has(message.id),
+      ontoggle: (event) => {
+        if (event.currentTarget.open) this.openReceipts.add(message.id);
+        else this.openReceipts.delete(message.id);
+      },
+    },
+    h('summary', {}, summary),
+    h('ul', {}, statuses.map(({ user, status, at }) => h('li', { dataset: { user, status } },
+      `${displayName(this.client, user)} : ${MEMBER_STATUS[status]}${at ? ` (${formatTime(at)})` : ''}`))));
   }
 
   /** `user` is (or stopped) typing in the group. */
