@@ -25,7 +25,7 @@ from lien.crypto.payload import Conversation, DeviceAddress
 from lien.keystore import Keystore, SentRecord
 from lien.protocol import errors
 from tests.live import LiveNode
-from tests.web import Person
+from tests.web import PASSWORD, Person
 
 pytestmark = [pytest.mark.browser, pytest.mark.live]
 
@@ -151,6 +151,18 @@ async def test_two_browsers_and_the_sdk_talk_in_a_care_team(
             repaired = person.messages("incoming").filter(has_text=tampered_text)
             await expect(repaired).to_have_count(1)
             await expect(repaired).to_have_attribute("data-id", accepted.message)
+
+        # A reload keeps the group, its history and the keys: the nurse still reads the lab.
+        await nurse.page.reload()
+        await nurse.page.get_by_label("Mot de passe").fill(PASSWORD)
+        await nurse.page.get_by_role("button", name="Déverrouiller").click()
+        await nurse.wait_connected()
+        await nurse.open_group(team)
+        await expect(nurse.messages("incoming").filter(has_text=tampered_text)).to_have_count(1)
+        await lab.send_text(team, "Après rechargement : tout est bien arrivé ?")
+        await expect(nurse.messages("incoming").last.locator(".text")).to_have_text(
+            "Après rechargement : tout est bien arrivé ?"
+        )
     gp.assert_no_page_errors()
     nurse.assert_no_page_errors()
 

@@ -299,7 +299,7 @@ export class Client extends EventTarget {
     });
     if (!outgoing) this.#sendOrQueue(this.#receipt(deliver.message, 'decrypted', hash));
     if (message) {
-      await this.#fetchProfile(deliver.sender); // so the notice names the sender
+      await this.#fetchProfile(group === null ? peer : deliver.sender); // so the list and the notice name them
       this.#watchContacts();
       this.#emit('conversation', { peer });
       this.#emit('message', { message });

@@ -90,11 +90,16 @@ export class GroupBook {
 
   /**
    * Follow a membership event from the inbox (`group_event`), in epoch order. An event at
-   * or below the epoch already known changes nothing (a fresher group info came first).
+   * or below the epoch already known changes nothing (a fresher group info came first),
+   * except that a device change still asks for a rotation (the member list cannot show it).
    */
   applyEvent(event) {
     const record = this.record(event.group) ?? emptyRecord(event.name ?? '');
-    if (event.epoch <= record.epoch && event.event !== 'created') return record;
+    if (event.epoch <= record.epoch && event.event !== 'created') {
+      // A fresher group info came first. It cannot show a device change: rotate all the same.
+      if (event.event === 'devices-changed') record.rotate = true;
+      return this.#store(event.group, record);
+    }
     record.epoch = Math.max(record.epoch, event.epoch);
     const subject = event.subject ?? null;
     if ((event.event === 'created' || event.event === 'renamed') && event.name != null) record.name = event.name;

@@ -126,7 +126,6 @@ class Messenger {
       this.#renderList();
       const concerned = detail.user === null || this.current === detail.user;
       if (concerned && this.view instanceof ConversationView) this.view.refresh();
-      else if (this.view instanceof GroupView) this.view.refresh();
     });
     client.addEventListener('identity', ({ detail }) => {
       this.#renderList();

@@ -101,9 +101,15 @@ test('the group book: learning, events, rotation after a departure or a device c
   book.applyEvent({ group: GROUP, epoch: 4, event: 'devices-changed', actor: 'carol', subject: 'carol', at: 7 });
   assert.notEqual(book.senderKey(GROUP).keyId, second.keyId, 'rotated after a device change');
 
-  book.learn(info(5, [['alice', 'owner']]));
+  book.senderKey(GROUP);
+  book.learn(info(5, [['alice', 'owner'], ['carol', 'admin']]));
+  assert.equal(book.record(GROUP).rotate, false);
+  book.applyEvent({ group: GROUP, epoch: 5, event: 'devices-changed', actor: 'carol', subject: 'carol', at: 7 });
+  assert.equal(book.record(GROUP).rotate, true, 'a device change rotates even when the group info came first');
+  book.senderKey(GROUP);
+  book.learn(info(6, [['alice', 'owner']]));
   assert.equal(book.record(GROUP).rotate, true, 'a member missing from the server\'s list means a rotation');
-  book.applyEvent({ group: GROUP, epoch: 6, event: 'member-removed', actor: 'zoe', subject: 'alice', at: 8 });
+  book.applyEvent({ group: GROUP, epoch: 7, event: 'member-removed', actor: 'zoe', subject: 'alice', at: 8 });
   assert.equal(book.record(GROUP).active, false);
   assert.equal(alice.keystore.senderKey(GROUP), null, 'a removed member keeps no key');
 });
