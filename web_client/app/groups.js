@@ -9,10 +9,11 @@
  * - this device's `SenderKey` per group;
  * - a `SenderKeyReceiver` per (group, member device).
  *
- * Rotation rule (docs/protocol-group.md §3.17.9): whenever a member leaves or is removed, or
- * a member's devices change, the sender key is replaced before the next message and given
- * to the current member devices only, so nothing a departed member (or a removed device)
- * holds opens a later message. Receivers of departed members are deleted.
+ * Rotation rule (docs/protocol-group.md §3.17.9): whenever a member joins, leaves or is
+ * removed, or a member's devices change, the sender key is replaced before the next message
+ * and given to the current member devices only, so nothing a departed member (or a removed
+ * device) holds opens a later message, and a newcomer gets no key that opened an earlier
+ * one. Receivers of departed members are deleted.
  */
 import { GroupStateCorrupt } from '../src/crypto/errors.js';
 import { SenderKey, SenderKeyReceiver, acceptDistribution } from '../src/crypto/group.js';
@@ -72,12 +73,13 @@ export class GroupBook {
     return this.record(groupId)?.roles[user] ?? null;
   }
 
-  /** Take the server's view of a group (`GroupInfo`); a member gone since last time means a rotation. */
+  /** Take the server's view of a group (`GroupInfo`); a member who joined or left since last time means a rotation. */
   learn(info) {
     const members = info.members.map((member) => member.user).sort();
     const record = this.record(info.id) ?? emptyRecord(info.name);
     const gone = record.members.filter((user) => !members.includes(user));
-    if (gone.length) record.rotate = true;
+    const joined = members.filter((user) => !record.members.includes(user));
+    if (gone.length || (record.members.length && joined.length)) record.rotate = true;
     for (const user of gone) this.dropReceivers(info.id, user);
     record.name = info.name;
     record.epoch = info.epoch;
@@ -108,7 +110,10 @@ export class GroupBook {
       record.roles[event.actor] = 'owner';
     }
     if (event.event === 'member-added' && subject !== null) {
-      if (!record.members.includes(subject)) record.members = [...record.members, subject].sort();
+      if (!record.members.includes(subject)) {
+        record.members = [...record.members, subject].sort();
+        record.rotate = true;
+      }
       record.roles[subject] = event.role ?? 'member';
       if (subject === this.own.user) {
         record.active = true;

@@ -37,6 +37,8 @@ export class Sender {
    */
   #lock = new Mutex();
   #mismatchRetries = new Map();
+  /** Repaired copies not yet accepted: resend client id -> the message and the device it repairs. */
+  #resends = new Map();
 
   /**
    * @param {{keystore: import('./keystore.js').Keystore, directory: import('./directory.js').Directory,
@@ -200,6 +202,7 @@ export class Sender {
 
   /** The server stored a send (or a repaired resend). */
   async onAccepted(accepted) {
+    this.#resends.delete(accepted.id);
     const message = this.history.accepted(accepted.id, accepted.message, accepted.at);
     const entry = this.keystore.data.outbox.find((each) => each.id === accepted.id);
     if (entry?.given && isGroupId(entry.to)) this.groups.markDistributed(entry.to, entry.given);
@@ -214,14 +217,36 @@ export class Sender {
     this.onContact();
   }
 
-  /** The server refused a pending send: retry a devices mismatch or a stale membership, else fail it. */
+  /**
+   * The server refused a pending send: retry a devices mismatch or a stale membership (built
+   * again), send it again after the delay when over the fair-use rate, else fail it. A refused
+   * repair may be tried again at the next `decrypt-failed` from that device.
+   */
   async onRefused(clientId, error) {
     this.protocol.forget(clientId);
+    const resend = this.#resends.get(clientId);
+    if (resend) {
+      this.#resends.delete(clientId);
+      const record = this.keystore.sentMessage(resend.messageId);
+      if (record) {
+        this.keystore.rememberSent(resend.messageId, {
+          ...record, resent_to: record.resent_to.filter((device) => device !== resend.device),
+        });
+        await this.keystore.save();
+      }
+      return;
+    }
+    const entry = this.keystore.data.outbox.find((each) => each.id === clientId);
+    if (error.code === 'rate-limited' && entry?.data) {
+      setTimeout(() => {
+        if (this.keystore.data.outbox.includes(entry)) this.write(this.protocol.send(JSON.parse(entry.data)));
+      }, Math.max(0.1, error.retryAfter ?? 1) * 1000);
+      return;
+    }
     if (REFRESH_CODES.has(error.code) && this.history.byClientId.has(clientId)) {
       const tries = (this.#mismatchRetries.get(clientId) ?? 0) + 1;
       this.#mismatchRetries.set(clientId, tries);
       if (tries <= MISMATCH_RETRIES) {
-        const entry = this.keystore.data.outbox.find((each) => each.id === clientId);
         if (entry) entry.data = null;
         await this.#build(clientId, { refresh: true }); // same client id (§6.1)
         return;
@@ -251,7 +276,9 @@ export class Sender {
         const body = toBase64(e2e.encrypt(this.keystore, payload));
         if (group) this.groups.forgetDistributionTo(record.to, peer); // the next message carries the key again
         this.keystore.rememberSent(messageId, { ...record, resent_to: [...record.resent_to, Number(peer.device)] });
-        const data = this.protocol.send(resendFrame(newClientId(), messageId, [{ device: Number(peer.device), body }]));
+        const resendId = newClientId();
+        this.#resends.set(resendId, { messageId, device: Number(peer.device) });
+        const data = this.protocol.send(resendFrame(resendId, messageId, [{ device: Number(peer.device), body }]));
         await this.keystore.save();
         this.write(data);
       });

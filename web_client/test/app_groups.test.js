@@ -73,7 +73,7 @@ const info = (epoch, members, name = 'Équipe') => ({
   id: GROUP, name, epoch, created_at: 1, members: members.map(([user, role]) => ({ user, role, joined_at: 1 })),
 });
 
-test('the group book: learning, events, rotation after a departure or a device change, never after a join', () => {
+test('the group book: learning, events, rotation after a join, a departure or a device change', () => {
   const alice = new AppDevice('alice', 1);
   const book = alice.groups;
   book.learn(info(1, [['alice', 'owner'], ['bob', 'member']]));
@@ -88,15 +88,16 @@ test('the group book: learning, events, rotation after a departure or a device c
   book.applyEvent({ group: GROUP, epoch: 2, event: 'member-added', actor: 'alice', subject: 'carol', role: 'admin', at: 5 });
   assert.deepEqual(book.record(GROUP).members, ['alice', 'bob', 'carol']);
   assert.equal(book.roleOf(GROUP, 'carol'), 'admin');
-  assert.equal(book.senderKey(GROUP).keyId, first.keyId, 'a join does not rotate: the newcomer gets the key at its current iteration');
+  const joined = book.senderKey(GROUP);
+  assert.notEqual(joined.keyId, first.keyId, 'rotated after a join: the newcomer gets no key that opened an earlier message');
+  assert.deepEqual(book.record(GROUP).distributed, [], 'and nobody holds the new key yet');
 
   book.applyEvent({ group: GROUP, epoch: 2, event: 'member-left', actor: 'bob', subject: 'bob', at: 6 });
   assert.deepEqual(book.record(GROUP).members, ['alice', 'bob', 'carol'], 'an event at a known epoch changes nothing');
   book.applyEvent({ group: GROUP, epoch: 3, event: 'member-left', actor: 'bob', subject: 'bob', at: 6 });
   assert.deepEqual(book.record(GROUP).members, ['alice', 'carol']);
   const second = book.senderKey(GROUP);
-  assert.notEqual(second.keyId, first.keyId, 'rotated after a departure');
-  assert.deepEqual(book.record(GROUP).distributed, [], 'and nobody holds the new key yet');
+  assert.notEqual(second.keyId, joined.keyId, 'rotated after a departure');
 
   book.applyEvent({ group: GROUP, epoch: 4, event: 'devices-changed', actor: 'carol', subject: 'carol', at: 7 });
   assert.notEqual(book.senderKey(GROUP).keyId, second.keyId, 'rotated after a device change');
@@ -182,7 +183,7 @@ test('a group message built by one device opens on another; the key copy is inst
     { clientId: 'c3', groupId: GROUP, text: 'x', sentAt: 3, refresh: false }), { code: 'not-a-member' });
 });
 
-test('a stale membership: the send is built again under the same id for the new epoch; accepted, its key copies count', async () => {
+test('a stale membership: built again under the same id for the new epoch; accepted, its key copies count; rate-limited: sent again', async () => {
   const alice = new AppDevice('alice', 1);
   const bob = new AppDevice('bob', 2);
   const spk = SignedPrekeyPair.generate(1, bob.keystore.identity);
@@ -224,6 +225,16 @@ test('a stale membership: the send is built again under the same id for the new 
   assert.deepEqual(alice.groups.record(GROUP).distributed, ['bob/2']);
   assert.equal(alice.keystore.sentMessage('S1').to, GROUP);
   assert.deepEqual(alice.keystore.data.outbox, []);
+
+  // over the fair-use rate: the same frame again after the delay the server gave
+  const later = await sender.sendText(GROUP, 'plus tard');
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  const limited = written.at(-1);
+  await sender.onRefused(limited.id, new LienError('rate-limited', 'slow down', null, 0.05));
+  await new Promise((resolve) => setTimeout(resolve, 150));
+  assert.deepEqual(written.at(-1), limited);
+  await sender.onAccepted({ id: limited.id, message: 'S2', at: 11 });
+  assert.equal(later.status, 'sent');
 
   await sender.onRefused('other', new LienError('not-a-member'));
   const refused = await sender.sendText(GROUP, 'encore');
