@@ -17,16 +17,10 @@ fail (they do not skip), asking to run ``npm ci`` in ``web_client/``.
 
 from __future__ import annotations
 
-import base64
 import json
-import os
 import random
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 import msgspec
@@ -40,87 +34,12 @@ from lien.crypto.session import Session, accept_prekey_message, initiate_session
 from lien.crypto.wire import parse_body
 from lien.crypto.x3dh import PrekeyBundle
 from lien.protocol import api
+from tests.node_cli import NodeCli, address_json, b64, identity_json, unb64
 
-ROOT = Path(__file__).resolve().parent.parent
-WEB_CLIENT = ROOT / "web_client"
-CLI = WEB_CLIENT / "test" / "interop_cli.js"
 MESSAGES_EACH_WAY = 20
 ROUNDS = 5
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def unb64(text: str) -> bytes:
-    return base64.b64decode(text, validate=True)
-
-
-def address_json(address: DeviceAddress) -> dict[str, str]:
-    return {"user": address.user, "device": str(address.device)}
-
-
-def identity_json(identity: PublicIdentity) -> dict[str, str]:
-    return {"signing_key": b64(identity.signing_key), "exchange_key": b64(identity.exchange_key)}
-
-
-# --- the node process ------------------------------------------------------------------
-
-
-class NodeCli:
-    """``interop_cli.js`` in a child process: one JSON request per line, one answer per line."""
-
-    def __init__(self) -> None:
-        node = shutil.which("node")
-        if node is None:
-            pytest.fail(
-                "node is not on PATH: install Node.js 20 or later, then run `npm ci` in web_client/",
-                pytrace=False,
-            )
-        if not (WEB_CLIENT / "node_modules" / "libsodium-wrappers-sumo").is_dir():
-            pytest.fail(
-                "web_client/node_modules is missing: run `npm ci` in web_client/ (cd web_client && npm ci)",
-                pytrace=False,
-            )
-        env = {name: value for name, value in os.environ.items() if not name.startswith("NODE_TEST")}
-        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 -- closed in close(), with the process
-        self._process = subprocess.Popen(
-            [node, str(CLI)],
-            cwd=WEB_CLIENT,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            text=True,
-            encoding="utf-8",
-        )
-
-    def call(self, op: str, **fields: Any) -> dict[str, Any]:
-        """The answer to one request; a CryptoError comes back as ``{"ok": False, "code": ...}``."""
-        assert self._process.stdin is not None and self._process.stdout is not None
-        self._process.stdin.write(json.dumps({"op": op, **fields}) + "\n")
-        self._process.stdin.flush()
-        line = self._process.stdout.readline()
-        if not line:
-            self._stderr.seek(0)
-            pytest.fail(f"interop_cli.js stopped: {self._stderr.read().decode('utf-8', 'replace')[-2000:]}")
-        answer: dict[str, Any] = json.loads(line)
-        assert "error" not in answer, f"{op}: {answer['error']}"
-        return answer
-
-    def close(self) -> None:
-        assert self._process.stdin is not None
-        self._process.stdin.close()
-        try:
-            self._process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-        assert self._process.stdout is not None
-        self._process.stdout.close()
-        self._stderr.close()
 
 
 @pytest.fixture(scope="module")

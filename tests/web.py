@@ -135,6 +135,36 @@ class Person:
         await self.page.locator("#composer-input").fill(text)
         await self.page.get_by_role("button", name="Envoyer").click()
 
+    async def create_group(
+        self, name: str, members: list[tuple[str, str]], *, screenshot: str | None = None
+    ) -> str:
+        """Create a care-team group, each member found in the directory by (search text, display name).
+
+        Returns the group's id, once its conversation is open.
+        """
+        page = self.page
+        await page.get_by_role("button", name="Nouveau groupe").click()
+        await page.get_by_label("Nom du groupe").fill(name)
+        for query, display_name in members:
+            await page.get_by_label("Rechercher un confrère").fill(query)
+            await page.get_by_role("button", name="Chercher", exact=True).click()
+            await page.get_by_role("button", name=f"Ajouter {display_name}", exact=True).click()
+            await expect(page.locator("ul.chosen li.chip", has_text=display_name)).to_have_count(1)
+        if screenshot:
+            await self.screenshot(screenshot)
+        await page.get_by_role("button", name="Créer le groupe").click()
+        await expect(page.locator(".conversation-header h2")).to_have_text(name)
+        group_id = await page.locator("button.conversation-item.current").get_attribute("data-peer")
+        assert group_id is not None and group_id.startswith("G")
+        return group_id
+
+    async def open_group(self, group_id: str) -> None:
+        await self.page.locator(f'button.conversation-item[data-peer="{group_id}"]').click()
+        await expect(self.page.locator("#composer-input")).to_be_visible()
+
+    def system_lines(self) -> Locator:
+        return self.page.locator("li.system-line")
+
     def messages(self, direction: str = "") -> Locator:
         return self.page.locator(f"li.message{'.' + direction if direction else ''}")
 

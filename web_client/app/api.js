@@ -1,5 +1,6 @@
 /**
- * The HTTP half of the client: accounts, directory, key directory, receipts (docs/protocol.md §4).
+ * The HTTP half of the client: accounts and devices, directory, key directory, receipts,
+ * care-team groups, the audit export (docs/protocol.md §4).
  *
  * The token travels only in the `Authorization` header (§2.3). Server errors come back as
  * a `LienError` with the server's code; an unreachable server as code `network`.
@@ -13,19 +14,23 @@ export class Api {
     this.token = token;
   }
 
-  async call(method, path, body = undefined) {
-    const headers = { accept: 'application/json' };
+  /** The raw response of a request (a `LienError` with code `network` when unreachable). */
+  async #fetch(method, path, body, accept) {
+    const headers = { accept };
     if (body !== undefined) headers['content-type'] = 'application/json';
     if (this.token) headers.authorization = `Bearer ${this.token}`;
-    let response;
     try {
-      response = await fetch(this.baseUrl + path, {
+      return await fetch(this.baseUrl + path, {
         method, headers, body: body === undefined ? undefined : JSON.stringify(body), cache: 'no-store',
         credentials: 'omit',
       });
     } catch {
       throw new LienError(NETWORK_ERROR, 'The server cannot be reached.');
     }
+  }
+
+  async call(method, path, body = undefined) {
+    const response = await this.#fetch(method, path, body, 'application/json');
     if (response.status === 204) return null;
     let parsed = null;
     try {
@@ -90,5 +95,76 @@ export class Api {
 
   receipts(messageId) {
     return this.call('GET', `/v1/messages/${encodeURIComponent(messageId)}/receipts`);
+  }
+
+  // --- this account's devices
+
+  /** `{devices: [{device, name, created_at, current}]}`. */
+  myDevices() {
+    return this.call('GET', '/v1/devices');
+  }
+
+  /** Sign a device of this account out for good (a lost phone): its sessions, keys and inbox go. */
+  removeDevice(deviceId) {
+    return this.call('DELETE', `/v1/devices/${encodeURIComponent(deviceId)}`);
+  }
+
+  // --- care-team groups (§4.6): each change answers the group as it is after it (`GroupInfo`)
+
+  groups() {
+    return this.call('GET', '/v1/groups');
+  }
+
+  group(groupId) {
+    return this.call('GET', `/v1/groups/${encodeURIComponent(groupId)}`);
+  }
+
+  createGroup(name, members) {
+    return this.call('POST', '/v1/groups', { name, members });
+  }
+
+  renameGroup(groupId, name) {
+    return this.call('PATCH', `/v1/groups/${encodeURIComponent(groupId)}`, { name });
+  }
+
+  /** @param {'admin' | 'member'} role */
+  addMember(groupId, user, role = 'member') {
+    return this.call('POST', `/v1/groups/${encodeURIComponent(groupId)}/members`, { user, role });
+  }
+
+  removeMember(groupId, user) {
+    return this.call('DELETE', `/v1/groups/${encodeURIComponent(groupId)}/members/${encodeURIComponent(user)}`);
+  }
+
+  /** @param {'owner' | 'admin' | 'member'} role `owner` hands the ownership over */
+  changeRole(groupId, user, role) {
+    return this.call('PUT', `/v1/groups/${encodeURIComponent(groupId)}/members/${encodeURIComponent(user)}`, { role });
+  }
+
+  leaveGroup(groupId) {
+    return this.call('POST', `/v1/groups/${encodeURIComponent(groupId)}/leave`);
+  }
+
+  // --- audit export
+
+  /**
+   * This account's audit export over a period (`GET /v1/me/export`): metadata only, no
+   * message text. `from` and `to` are `YYYY-MM-DD` (UTC midnight; `to` is exclusive).
+   * @param {{from: string, to: string, format: 'csv' | 'html'}} query
+   * @returns {Promise<Blob>}
+   */
+  async exportHistory({ from, to, format }) {
+    const params = new URLSearchParams({ from, to, format });
+    const response = await this.#fetch('GET', `/v1/me/export?${params}`, undefined, format === 'csv' ? 'text/csv' : 'text/html');
+    if (!response.ok) {
+      let error = null;
+      try {
+        error = (await response.json())?.error;
+      } catch {
+        error = null;
+      }
+      throw new LienError(typeof error?.code === 'string' ? error.code : 'invalid-request', error?.message ?? `HTTP ${response.status}`);
+    }
+    return response.blob();
   }
 }

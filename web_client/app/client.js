@@ -11,9 +11,13 @@
  * - Receipts: `decrypted` when a body opened, `read` when the user saw it,
  *   `decrypt-failed` to have the sender repair its session and `resend` (§6.6).
  *
+ * - Care-team groups (docs/protocol-group.md): `client.teams` (app/group_service.js) changes
+ *   them; group messages are opened with sender keys (app/group_inbound.js) and sent once
+ *   for every member device (app/group_send.js); group events become system lines.
+ *
  * Events (`addEventListener`): `connection` {state}, `conversation` {peer}, `message`
- * {message}, `status` {message}, `typing` {user, active}, `presence` {user, online},
- * `identity` {user, change}, `notice` {code}, `fatal` {error}.
+ * {message}, `status` {message}, `typing` {user, group, active}, `presence` {user, online},
+ * `identity` {user, change}, `group` {group}, `profile` {profile}, `notice` {code}, `fatal` {error}.
  */
 import { fromBase64, toBase64 } from '../src/crypto/bytes.js';
 import { CryptoError } from '../src/crypto/errors.js';
@@ -24,6 +28,9 @@ import { Connection } from './connection.js';
 import { Directory } from './directory.js';
 import * as e2e from './e2e.js';
 import { LienError, NETWORK_ERROR } from './errors.js';
+import { openGroupMessage } from './group_inbound.js';
+import { GroupService } from './group_service.js';
+import { GroupBook } from './groups.js';
 import { History } from './history.js';
 import { Keystore, destroyKeystore, keystoreExists } from './keystore.js';
 import { Sender } from './sender.js';
@@ -56,9 +63,15 @@ export class Client extends EventTarget {
       onState: (state) => this.#emit('connection', { state }),
       onLost: (code) => this.#onLost(code),
     });
+    this.groups = new GroupBook(keystore, this.own, keystore.identity.public);
+    this.teams = new GroupService({
+      api: this.api, keystore, groups: this.groups, history: this.history, directory: this.directory,
+      username: this.username, emit: (type, detail) => this.#emit(type, detail),
+      fetchProfile: (username) => this.#fetchProfile(username),
+    });
     this.sender = new Sender({
-      keystore, directory: this.directory, api: this.api, protocol: this.protocol, history: this.history,
-      write: (data) => this.#write(data), emit: (type, detail) => this.#emit(type, detail),
+      keystore, directory: this.directory, groups: this.groups, api: this.api, protocol: this.protocol,
+      history: this.history, write: (data) => this.#write(data), emit: (type, detail) => this.#emit(type, detail),
       onContact: () => this.#watchContacts(),
     });
   }
@@ -237,24 +250,33 @@ export class Client extends EventTarget {
   async #onInbox(frame, generation) {
     if (frame.type === 'message') await this.#onMessage(frame, generation);
     else if (frame.type === 'status') await this.#onStatus(frame, generation);
-    // group_event: care-team groups come in a later version; the entry is acked.
+    else if (frame.type === 'group_event') this.teams.onEvent(frame);
     if (generation === this.connection.generation) this.#handled(frame.seq);
   }
 
   async #onMessage(deliver, generation) {
     if (this.keystore.wasSeen(deliver.message)) return; // a redelivery of something already shown
-    if (deliver.group != null || deliver.to == null) return; // groups: not in this version
+    const group = deliver.group ?? null;
+    if (group === null && deliver.to == null) return;
     const outgoing = deliver.sender === this.username;
     const sender = new DeviceAddress(deliver.sender, deliver.sender_device);
     const identity = await this.#identityOf(deliver.sender, deliver.sender_device, generation);
+    if (group !== null) await this.#knowMembers(group, generation);
     const body = fromBase64(deliver.body);
     const hash = sodium.crypto_hash_sha256(body);
     let signed;
     try {
       if (identity === null) throw new e2e.UnknownSenderDevice();
-      signed = e2e.decrypt(this.keystore, this.own, body, {
-        deliveredBy: sender, senderIdentity: identity, conversation: Conversation.user(deliver.to),
-      });
+      if (group !== null) {
+        signed = openGroupMessage({ keystore: this.keystore, groups: this.groups, own: this.own }, {
+          groupId: group, sender, identity, body, key: deliver.key == null ? null : fromBase64(deliver.key),
+        });
+        if (signed === null) return; // a repaired copy of the key alone
+      } else {
+        signed = e2e.decrypt(this.keystore, this.own, body, {
+          deliveredBy: sender, senderIdentity: identity, conversation: Conversation.user(deliver.to),
+        });
+      }
     } catch (error) {
       if (!(error instanceof CryptoError)) throw error;
       console.warn('lien: a message could not be opened', error.code);
@@ -269,17 +291,35 @@ export class Client extends EventTarget {
       return;
     }
     this.keystore.rememberSeen(deliver.message, clientKey);
-    const peer = outgoing ? deliver.to : deliver.sender;
+    const peer = group ?? (outgoing ? deliver.to : deliver.sender);
     const message = this.history.addReceived(peer, {
       id: deliver.message, clientId: payload.clientMessageId, from: deliver.sender, fromDevice: deliver.sender_device,
       outgoing, text: payload.text, sentAt: Number(payload.sentAtMs), at: deliver.at, hash: toBase64(hash),
+      proof: { payload: toBase64(signed.encoded), signature: toBase64(signed.signature), signer: toBase64(signed.signer) },
     });
     if (!outgoing) this.#sendOrQueue(this.#receipt(deliver.message, 'decrypted', hash));
     if (message) {
-      await this.#fetchProfile(peer); // so the notice names the sender
+      await this.#fetchProfile(group === null ? peer : deliver.sender); // so the list and the notice name them
       this.#watchContacts();
       this.#emit('conversation', { peer });
       this.#emit('message', { message });
+    }
+  }
+
+  /**
+   * Before opening a group message: this device must know the group's members (a key copy is
+   * installed only from a current member's device). A network failure gives the entry up.
+   */
+  async #knowMembers(groupId, generation) {
+    const record = this.groups.record(groupId);
+    if (record !== null && record.synced) return;
+    try {
+      await this.teams.refresh(groupId);
+    } catch (error) {
+      if (error instanceof LienError && error.code === NETWORK_ERROR) {
+        this.connection.drop(generation);
+        throw error;
+      }
     }
   }
 
@@ -361,7 +401,7 @@ export class Client extends EventTarget {
   #onEphemeral(frame) {
     switch (frame.type) {
       case 'typing':
-        if (frame.group == null) this.#emit('typing', { user: frame.sender, active: frame.active });
+        this.#emit('typing', { user: frame.sender, group: frame.group ?? null, active: frame.active });
         break;
       case 'presence':
         this.presence.set(frame.user, frame.online);
@@ -416,7 +456,7 @@ export class Client extends EventTarget {
     await this.keystore.save();
   }
 
-  /** Ephemeral: dropped rather than queued while disconnected (§7.6). */
+  /** Ephemeral, to a contact or in a group (`to` a group id); dropped rather than queued while disconnected (§7.6). */
   setTyping(to, active) {
     this.#write(encodeFrame(typingFrame(to, active)));
   }
@@ -436,6 +476,7 @@ export class Client extends EventTarget {
   start() {
     this.#watchContacts();
     this.connect();
+    this.teams.syncAll().catch((error) => console.warn('lien: could not list the groups', error?.code));
   }
 
   // --- profiles and directory ------------------------------------------------
@@ -457,6 +498,15 @@ export class Client extends EventTarget {
 
   rememberProfile(username, profile) {
     this.keystore.data.profiles[username] = profile;
+  }
+
+  /** Change this user's profile (`PATCH /v1/me`), "liste rouge" included; returns the new profile. */
+  async updateProfile(update) {
+    const account = await this.api.updateProfile(update);
+    this.keystore.data.profiles[this.username] = account.profile;
+    await this.keystore.save();
+    this.#emit('profile', { profile: account.profile });
+    return account.profile;
   }
 
   searchDirectory(query) {

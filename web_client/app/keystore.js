@@ -10,7 +10,8 @@
  * key = argon2id(password, salt, opslimit, memlimit) (libsodium's interactive costs),
  * the header is the associated data, a fresh nonce at every save. The plaintext here is
  * UTF-8 JSON (bytes as standard base64), this client's own encoding of the same contents
- * plus the conversation history, so a reload keeps keys, sessions and messages.
+ * (sessions, sender keys and receivers of groups included) plus the conversation history,
+ * so a reload keeps keys, sessions and messages.
  *
  * Saving is one IndexedDB transaction (all or nothing). Saves are serialised: each
  * encrypts the state as it is when that save starts, so `await save()` after a change
@@ -130,6 +131,9 @@ function emptyContents(username, serverUrl, identity = null) {
     outbox: [],
     conversations: {},
     profiles: {},
+    groups: {},
+    sender_keys: {},
+    sender_key_receivers: {},
   };
 }
 
@@ -293,6 +297,37 @@ export class Keystore {
 
   setTrusted(username, encoded) {
     this.data.trusted[username] = encoded;
+  }
+
+  // --- care-team groups (docs/protocol-group.md §3.17.8; app/groups.js keeps the rules)
+
+  /** What this device knows of a group (app/groups.js `GroupRecord`), or null. */
+  group(groupId) {
+    return this.data.groups[groupId] ?? null;
+  }
+
+  setGroup(groupId, record) {
+    this.data.groups[groupId] = record;
+  }
+
+  /** This device's sender key in a group (`SenderKey#toDict`), or null. */
+  senderKey(groupId) {
+    return this.data.sender_keys[groupId] ?? null;
+  }
+
+  setSenderKey(groupId, state) {
+    if (state === null) delete this.data.sender_keys[groupId];
+    else this.data.sender_keys[groupId] = state;
+  }
+
+  /** What this device holds of a member device's sender keys (`group/user/device`), or null. */
+  senderKeyReceiver(name) {
+    return this.data.sender_key_receivers[name] ?? null;
+  }
+
+  setSenderKeyReceiver(name, state) {
+    if (state === null) delete this.data.sender_key_receivers[name];
+    else this.data.sender_key_receivers[name] = state;
   }
 
   // --- sent messages, for repair (§6.6)

@@ -1,14 +1,21 @@
 /**
- * The page: sign-in, then the messenger shell (conversations on the left, the open
- * conversation, the directory or a safety number on the right).
+ * The page: sign-in, then the messenger shell (conversations and groups on the left; on the
+ * right the open conversation, a group and its members, the directory, a safety number,
+ * a new group, or the account).
  */
 import { ready as sodiumReady } from '../src/crypto/sodium.js';
 import { desktopAttach, desktopAuthShown, desktopSignedOut } from './desktop.js';
 import { userMessage } from './errors.js';
 import { keystoreExists, lastUsername } from './keystore.js';
+import { isGroupId } from './protocol.js';
+import { AccountView } from './ui/account.js';
 import { renderAuth } from './ui/auth.js';
 import { ConversationView } from './ui/conversation.js';
-import { announce, clear, describe, displayName, formatTime, h } from './ui/dom.js';
+import { conversationItem } from './ui/conversation_list.js';
+import { announce, clear, displayName, h } from './ui/dom.js';
+import { GroupCreateView } from './ui/group_create.js';
+import { GroupMembersView } from './ui/group_members.js';
+import { GroupView } from './ui/group_view.js';
 import { enableNotifications, notificationsEnabled, notificationsSupported, notifyNewMessage, updateBadge } from './ui/notify.js';
 import { renderSafety } from './ui/safety.js';
 import { SearchView } from './ui/search.js';
@@ -59,15 +66,18 @@ class Messenger {
     this.toasts = h('div', { class: 'toasts' });
     this.sidebar = h('nav', { class: 'sidebar', 'aria-label': 'Conversations' },
       h('button', { type: 'button', class: 'primary wide', onclick: () => this.showSearch() }, 'Rechercher un confrère'),
+      h('button', { type: 'button', class: 'secondary wide', onclick: () => this.showGroupCreate() }, 'Nouveau groupe'),
       h('h2', { class: 'visually-hidden' }, 'Conversations'),
       this.list);
     const me = displayName(client, client.username);
+    this.meName = h('span', { class: 'me-name', title: `@${client.username}` }, me);
     clear(root).append(
       h('header', { class: 'topbar' },
         h('div', { class: 'brand small' }, h('img', { src: '/assets/icons/lien.svg', alt: '', width: 28, height: 28 }), h('span', {}, 'Lien')),
         this.status,
         h('div', { class: 'me' },
-          h('span', { class: 'me-name', title: `@${client.username}` }, me),
+          this.meName,
+          h('button', { type: 'button', class: 'secondary small', onclick: () => this.showAccount() }, 'Mon compte'),
           this.notifyButton,
           h('button', { type: 'button', class: 'secondary small', onclick: () => this.signOut() }, 'Se déconnecter'))),
       h('main', { id: 'main', class: 'layout' }, this.sidebar, this.pane),
@@ -91,10 +101,16 @@ class Messenger {
     this.status.textContent = CONNECTION_TEXT[client.state];
     client.addEventListener('conversation', ({ detail }) => {
       this.#renderList();
-      if (this.current === detail.peer && this.view instanceof ConversationView) {
+      if (this.#showing(detail.peer)) {
         this.view.refresh();
         this.#markReadIfSeen();
       }
+    });
+    client.addEventListener('group', ({ detail }) => {
+      if (this.current === detail.group) this.view?.refresh?.();
+    });
+    client.addEventListener('profile', ({ detail }) => {
+      this.meName.textContent = detail.profile.display_name || client.username;
     });
     client.addEventListener('message', ({ detail: { message } }) => {
       if (message.outgoing) return;
@@ -104,11 +120,11 @@ class Messenger {
       if (!seen) notifyNewMessage(name, () => this.open(message.peer));
     });
     client.addEventListener('status', ({ detail: { message } }) => {
-      if (this.current === message.peer && this.view instanceof ConversationView) this.view.refresh();
+      if (this.#showing(message.peer)) this.view.refresh();
       this.#renderList();
     });
     client.addEventListener('typing', ({ detail }) => {
-      if (this.current === detail.user && this.view instanceof ConversationView) this.view.showTyping(detail.active);
+      if (this.#showing(detail.group ?? detail.user)) this.view.showTyping(detail.active, detail.user);
     });
     client.addEventListener('presence', ({ detail }) => {
       this.#renderList();
@@ -120,6 +136,7 @@ class Messenger {
       if (detail.own && detail.change) announce('Un nouvel appareil a été ajouté à votre compte.');
       else if (detail.change) announce(`Attention : les appareils de ${displayName(client, detail.user)} ont changé.`);
       if (this.current === detail.user && this.view instanceof ConversationView) this.view.refresh();
+      else if (this.view instanceof GroupView) this.view.refresh();
     });
     client.addEventListener('notice', ({ detail }) => {
       if (detail.code === 'undecryptable') {
@@ -137,8 +154,13 @@ class Messenger {
     window.addEventListener('online', () => client.reconnectNow());
   }
 
+  /** Whether the conversation (or group) `peer` is the one on screen. */
+  #showing(peer) {
+    return this.current === peer && (this.view instanceof ConversationView || this.view instanceof GroupView);
+  }
+
   #markReadIfSeen() {
-    if (this.current && this.view instanceof ConversationView && document.visibilityState === 'visible') {
+    if (this.current && this.#showing(this.current) && document.visibilityState === 'visible') {
       this.client.markRead(this.current);
     }
   }
@@ -151,27 +173,9 @@ class Messenger {
       this.list.append(h('li', { class: 'empty' }, 'Aucune conversation. Recherchez un confrère pour commencer.'));
     }
     for (const conversation of conversations) {
-      const last = conversation.messages.at(-1);
-      const name = displayName(client, conversation.peer);
-      const online = client.presence.get(conversation.peer);
-      const unread = conversation.unread;
-      const warn = client.directory.pendingChange(conversation.peer);
-      this.list.append(h('li', {},
-        h('button', {
-          type: 'button', class: this.current === conversation.peer ? 'conversation-item current' : 'conversation-item',
-          'aria-current': this.current === conversation.peer ? 'true' : null,
-          dataset: { peer: conversation.peer },
-          onclick: () => this.open(conversation.peer),
-        },
-        online === undefined
-          ? h('span', { class: 'dot', 'aria-hidden': 'true' })
-          : h('span', { class: online ? 'dot online' : 'dot', role: 'img', 'aria-label': online ? 'En ligne' : 'Hors ligne' }),
-        h('span', { class: 'item-main' },
-          h('span', { class: 'item-name' }, name, warn ? h('span', { class: 'warn-badge', title: 'Appareils modifiés' }, ' ⚠') : null),
-          h('span', { class: 'item-preview' }, last ? `${last.outgoing ? 'Vous : ' : ''}${last.text}` : describe(client.profileOf(conversation.peer)))),
-        h('span', { class: 'item-side' },
-          last ? h('span', { class: 'item-time' }, formatTime(last.at ?? last.sentAt)) : null,
-          unread ? h('span', { class: 'unread', 'aria-label': `${unread} non lu${unread > 1 ? 's' : ''}` }, String(unread)) : null))));
+      this.list.append(conversationItem(client, conversation, {
+        current: this.current === conversation.peer, open: (peer) => this.open(peer),
+      }));
     }
     updateBadge(client.history.totalUnread());
   }
@@ -202,21 +206,50 @@ class Messenger {
 
   open(peer) {
     this.current = peer;
-    const view = new ConversationView(this.client, peer, {
-      openSafety: (user) => this.showSafety(user),
-      back: () => this.showEmpty(),
-    });
+    const view = isGroupId(peer)
+      ? new GroupView(this.client, peer, {
+        back: () => this.showEmpty(),
+        members: (group) => this.showGroupMembers(group),
+        openSafety: (user) => this.showSafety(user, { back: () => this.open(peer) }),
+      })
+      : new ConversationView(this.client, peer, {
+        openSafety: (user) => this.showSafety(user),
+        back: () => this.showEmpty(),
+      });
     this.#show(view, view.element);
     this.#renderList();
     this.#markReadIfSeen();
     view.focus();
   }
 
-  async showSafety(peer) {
+  async showSafety(peer, { back = () => this.open(peer) } = {}) {
     this.current = peer;
-    const element = await renderSafety(this.client, peer, { back: () => this.open(peer) });
+    const element = await renderSafety(this.client, peer, { back });
     this.#show(null, element);
     element.querySelector('button')?.focus();
+  }
+
+  /** A screen of its own on the right (a new group, a group's members, the account). */
+  #showPanel(current, view) {
+    this.current = current;
+    this.#show(view, view.element);
+    this.#renderList();
+    this.pane.parentElement.classList.add('pane-open');
+    view.focus();
+  }
+
+  showGroupCreate() {
+    this.#showPanel(null, new GroupCreateView(this.client, { open: (group) => this.open(group), back: () => this.showEmpty() }));
+  }
+
+  showGroupMembers(groupId) {
+    this.#showPanel(groupId, new GroupMembersView(this.client, groupId, {
+      back: () => this.open(groupId), left: () => this.open(groupId),
+    }));
+  }
+
+  showAccount() {
+    this.#showPanel(null, new AccountView(this.client, { back: () => this.showEmpty() }));
   }
 
   async #enableNotifications() {

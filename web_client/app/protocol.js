@@ -13,12 +13,15 @@ import { LienError, errorFromWire } from './errors.js';
 export const PROTOCOL_VERSION = 1;
 export const MAX_FRAME_CHARS = 1_048_576;
 export const MAX_COPIES_PER_ENVELOPE = 32;
+export const MAX_GROUP_KEY_COPIES = 1024;
 export const MAX_SENDS_IN_FLIGHT = 64;
 export const MAX_WATCHED_USERS = 512;
 export const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 
 const USERNAME = /^[a-z0-9][a-z0-9._-]{2,31}$/;
 const CLIENT_ID = /^[A-Za-z0-9_.:-]{1,64}$/;
+/** `G` and base32 (`lien.protocol.frames.GroupId`): never a username, which is lowercase. */
+const GROUP_ID = /^G[A-Z2-7]{1,31}$/;
 
 const isInt = (value) => Number.isSafeInteger(value) && value >= 0;
 const isStr = (value) => typeof value === 'string';
@@ -38,7 +41,10 @@ const SERVER_FRAMES = {
     seq: isInt, message: isStr, kind: isStr, by: isStr, by_device: isInt, at: isInt, hash: isStr,
     device_time: isInt, signature: isStr,
   },
-  group_event: { seq: isInt, group: isStr, epoch: isInt, event: isStr, actor: isStr, at: isInt },
+  group_event: {
+    seq: isInt, group: isStr, epoch: isInt, event: isStr, actor: isStr, subject: isNullable(isStr),
+    name: isNullable(isStr), role: isNullable(isStr), at: isInt,
+  },
   typing: { sender: isStr, sender_device: isInt, group: isNullable(isStr), active: isBool },
   presence: { user: isStr, online: isBool },
   devices_changed: { user: isStr },
@@ -90,6 +96,26 @@ export function resendFrame(id, message, copies) {
   return { type: 'resend', id, message, copies };
 }
 
+/** Whether a conversation id names a care-team group (group ids start with `G`; usernames never do). */
+export function isGroupId(value) {
+  return typeof value === 'string' && GROUP_ID.test(value);
+}
+
+/**
+ * One message to a group (docs/protocol-group.md §3.17; `frames.GroupSend`): the single body
+ * for every member device, the membership `epoch` it was encrypted for, and this device's
+ * sender key, pairwise encrypted, for the member devices that lack it (`keys`).
+ * @param {string} id @param {string} group @param {number} epoch @param {string} body
+ * @param {{device: number, body: string}[]} keys
+ */
+export function groupSendFrame(id, group, epoch, body, keys) {
+  if (!CLIENT_ID.test(id)) throw new RangeError('not a client message id');
+  if (!isGroupId(group)) throw new RangeError('not a group id');
+  if (!Number.isSafeInteger(epoch) || epoch < 1) throw new RangeError('an epoch is a positive integer');
+  if (keys.length > MAX_GROUP_KEY_COPIES) throw new RangeError(`at most ${MAX_GROUP_KEY_COPIES} key copies`);
+  return { type: 'group_send', id, group, epoch, body, keys };
+}
+
 /**
  * A signed receipt (docs/protocol.md §10.4): `hash` the SHA-256 of the ciphertext this
  * device received, `at` this device's clock, `signature` its identity key's Ed25519
@@ -120,8 +146,9 @@ export function receiptSigningInput({ message, kind, ciphertextSha256, deviceTim
   );
 }
 
+/** Ephemeral: typing to a contact, or in a group (`to` a group id). */
 export function typingFrame(to, active) {
-  return { type: 'typing', to, active };
+  return isGroupId(to) ? { type: 'typing', group: to, active } : { type: 'typing', to, active };
 }
 
 export function watchFrame(users) {

@@ -1,20 +1,24 @@
 /**
- * Sending (docs/protocol.md §7.3, §6.6; `send_text`, `_build_send` and `_repair` of
- * `lien/sdk/client.py`): a message is encrypted once per device of the recipient and of
- * the sender's other devices, remembered in the keystore's outbox, saved, and only then
- * written; it stays pending (and is resent under the same client message id after each
- * `ready`) until `accepted`. A `devices-mismatch` refreshes the device lists and builds
- * again under the same id; a `decrypt-failed` receipt opens a new session with that
- * device and resends the message there.
+ * Sending (docs/protocol.md §7.3, §6.6; `send_text`, `_build_send`, `_send_group` and
+ * `_repair` of `lien/sdk/client.py`): a message is encrypted once per device of the
+ * recipient and of the sender's other devices (to a group: once for every member device,
+ * app/group_send.js), remembered in the keystore's outbox, saved, and only then written; it
+ * stays pending (and is resent under the same client message id after each `ready`) until
+ * `accepted`. A `devices-mismatch` (or, to a group, `stale-membership`) refreshes the device
+ * lists (and the members) and builds again under the same id; a `decrypt-failed` receipt
+ * opens a new session with that device and resends the message there.
  */
 import { toBase64 } from '../src/crypto/bytes.js';
 import { CryptoError } from '../src/crypto/errors.js';
 import { Conversation, DeviceAddress, Payload } from '../src/crypto/payload.js';
 import * as e2e from './e2e.js';
 import { LienError, NETWORK_ERROR } from './errors.js';
-import { newClientId, resendFrame, sendFrame } from './protocol.js';
+import { buildGroupSend } from './group_send.js';
+import { isGroupId, newClientId, resendFrame, sendFrame } from './protocol.js';
 
 const MISMATCH_RETRIES = 3;
+/** Refusals after which a send is built again from fresh device lists (and group members). */
+const REFRESH_CODES = new Set(['devices-mismatch', 'stale-membership']);
 
 /** Runs async sections one at a time, in call order. */
 class Mutex {
@@ -33,16 +37,20 @@ export class Sender {
    */
   #lock = new Mutex();
   #mismatchRetries = new Map();
+  /** Repaired copies not yet accepted: resend client id -> the message and the device it repairs. */
+  #resends = new Map();
 
   /**
    * @param {{keystore: import('./keystore.js').Keystore, directory: import('./directory.js').Directory,
+   *   groups: import('./groups.js').GroupBook,
    *   api: import('./api.js').Api, protocol: import('./protocol.js').ClientProtocol,
    *   history: import('./history.js').History, write: (data: string) => boolean,
    *   emit: (type: string, detail: object) => void, onContact: () => void}} parts
    */
-  constructor({ keystore, directory, api, protocol, history, write, emit, onContact }) {
+  constructor({ keystore, directory, groups, api, protocol, history, write, emit, onContact }) {
     this.keystore = keystore;
     this.directory = directory;
+    this.groups = groups;
     this.api = api;
     this.protocol = protocol;
     this.history = history;
@@ -98,7 +106,16 @@ export class Sender {
       if (!entry || entry.data || !message || message.id) return; // gone, built already, or accepted
       let frame;
       try {
-        frame = await this.#buildSend(clientId, entry.to, message.text, message.sentAt, { refresh });
+        if (isGroupId(entry.to)) {
+          const built = await buildGroupSend(this.#groupParts(), {
+            clientId, groupId: entry.to, text: message.text, sentAt: message.sentAt, refresh,
+          });
+          frame = built.frame;
+          entry.given = built.given;
+          this.history.setAudience(clientId, built.audience);
+        } else {
+          frame = await this.#buildSend(clientId, entry.to, message.text, message.sentAt, { refresh });
+        }
       } catch (error) {
         if (error instanceof LienError && error.code === NETWORK_ERROR) return; // built again after `ready`
         this.#fail(clientId, error);
@@ -155,6 +172,13 @@ export class Sender {
     return listed.map(([peer]) => peer).sort((a, b) => a.user.localeCompare(b.user) || Number(a.device - b.device));
   }
 
+  #groupParts() {
+    return {
+      keystore: this.keystore, groups: this.groups, directory: this.directory, api: this.api, own: this.own,
+      openMissingSessions: (targets) => this.#openMissingSessions(targets),
+    };
+  }
+
   async #openMissingSessions(targets) {
     const missing = new Map();
     for (const peer of targets) {
@@ -178,7 +202,10 @@ export class Sender {
 
   /** The server stored a send (or a repaired resend). */
   async onAccepted(accepted) {
+    this.#resends.delete(accepted.id);
     const message = this.history.accepted(accepted.id, accepted.message, accepted.at);
+    const entry = this.keystore.data.outbox.find((each) => each.id === accepted.id);
+    if (entry?.given && isGroupId(entry.to)) this.groups.markDistributed(entry.to, entry.given);
     this.keystore.data.outbox = this.keystore.data.outbox.filter((each) => each.id !== accepted.id);
     this.#mismatchRetries.delete(accepted.id);
     if (!message) return; // a repaired resend
@@ -190,14 +217,36 @@ export class Sender {
     this.onContact();
   }
 
-  /** The server refused a pending send: retry a devices mismatch, else fail it. */
+  /**
+   * The server refused a pending send: retry a devices mismatch or a stale membership (built
+   * again), send it again after the delay when over the fair-use rate, else fail it. A refused
+   * repair may be tried again at the next `decrypt-failed` from that device.
+   */
   async onRefused(clientId, error) {
     this.protocol.forget(clientId);
-    if (error.code === 'devices-mismatch' && this.history.byClientId.has(clientId)) {
+    const resend = this.#resends.get(clientId);
+    if (resend) {
+      this.#resends.delete(clientId);
+      const record = this.keystore.sentMessage(resend.messageId);
+      if (record) {
+        this.keystore.rememberSent(resend.messageId, {
+          ...record, resent_to: record.resent_to.filter((device) => device !== resend.device),
+        });
+        await this.keystore.save();
+      }
+      return;
+    }
+    const entry = this.keystore.data.outbox.find((each) => each.id === clientId);
+    if (error.code === 'rate-limited' && entry?.data) {
+      setTimeout(() => {
+        if (this.keystore.data.outbox.includes(entry)) this.write(this.protocol.send(JSON.parse(entry.data)));
+      }, Math.max(0.1, error.retryAfter ?? 1) * 1000);
+      return;
+    }
+    if (REFRESH_CODES.has(error.code) && this.history.byClientId.has(clientId)) {
       const tries = (this.#mismatchRetries.get(clientId) ?? 0) + 1;
       this.#mismatchRetries.set(clientId, tries);
       if (tries <= MISMATCH_RETRIES) {
-        const entry = this.keystore.data.outbox.find((each) => each.id === clientId);
         if (entry) entry.data = null;
         await this.#build(clientId, { refresh: true }); // same client id (§6.1)
         return;
@@ -207,7 +256,10 @@ export class Sender {
     this.#fail(clientId, error);
   }
 
-  /** `peer` could not decrypt a message this device sent: new session, then resend it (§6.6). */
+  /**
+   * `peer` could not decrypt a message this device sent: new session, then resend it (§6.6);
+   * a group message goes to that device alone as a pairwise copy, in the group's conversation.
+   */
   async repair(messageId, peer) {
     const record = this.keystore.sentMessage(messageId);
     if (!record || record.resent_to.includes(Number(peer.device)) || peer.equals(this.own)) return;
@@ -216,13 +268,17 @@ export class Sender {
         e2e.dropSession(this.keystore, peer);
         await this.#openMissingSessions([peer]);
         if (!e2e.hasSession(this.keystore, peer)) return;
+        const group = isGroupId(record.to);
         const payload = new Payload({
-          sender: this.own, recipient: peer, conversation: Conversation.user(record.to),
+          sender: this.own, recipient: peer, conversation: group ? Conversation.group(record.to) : Conversation.user(record.to),
           clientMessageId: record.client_id, sentAtMs: record.sent_at, text: record.text,
         });
         const body = toBase64(e2e.encrypt(this.keystore, payload));
+        if (group) this.groups.forgetDistributionTo(record.to, peer); // the next message carries the key again
         this.keystore.rememberSent(messageId, { ...record, resent_to: [...record.resent_to, Number(peer.device)] });
-        const data = this.protocol.send(resendFrame(newClientId(), messageId, [{ device: Number(peer.device), body }]));
+        const resendId = newClientId();
+        this.#resends.set(resendId, { messageId, device: Number(peer.device) });
+        const data = this.protocol.send(resendFrame(resendId, messageId, [{ device: Number(peer.device), body }]));
         await this.keystore.save();
         this.write(data);
       });

@@ -1,6 +1,8 @@
 /**
  * A JavaScript device driven over stdin/stdout JSON, for tests/test_crypto_js_interop.py
- * (docs/protocol-crypto.md §3.5 to §3.10: the Python and JavaScript sides must talk to each other).
+ * (docs/protocol-crypto.md §3.5 to §3.10: the Python and JavaScript sides must talk to each other)
+ * and tests/test_crypto_js_group_interop.py (sender keys, docs/protocol-group.md §3.17; the
+ * `group_*` requests of `test-support/group_interop.js`).
  *
  * One request per line, `{"op": ..., ...}`; one answer per line, `{"ok": true, ...}` or
  * `{"ok": false, "code": "<§3.9 code>"}` (a CryptoError) or `{"ok": false, "error": "..."}`
@@ -14,20 +16,22 @@ import { createInterface } from 'node:readline';
 import { fromBase64, toBase64 } from '../src/crypto/bytes.js';
 import { CryptoError, NoSession } from '../src/crypto/errors.js';
 import { IdentityKeyPair, OneTimePrekeyPair, PublicIdentity, SignedPrekeyPair } from '../src/crypto/keys.js';
-import { Conversation, DeviceAddress, Payload, signPayload, verifyPayload } from '../src/crypto/payload.js';
+import { Conversation, DeviceAddress, GroupPayload, Payload, signPayload, verifyPayload } from '../src/crypto/payload.js';
 import { safetyNumber, userFingerprint } from '../src/crypto/safety.js';
 import { Session, acceptPrekeyMessage, initiateSession } from '../src/crypto/session.js';
 import { parseBody } from '../src/crypto/wire.js';
 import { PrekeyBundle } from '../src/crypto/x3dh.js';
+import { groupOps } from '../test-support/group_interop.js';
 
 const address = ({ user, device }) => new DeviceAddress(user, BigInt(device));
 const identityJson = (identity) => ({ signing_key: toBase64(identity.signingKey), exchange_key: toBase64(identity.exchangeKey) });
 const identityFrom = (json) => new PublicIdentity(fromBase64(json.signing_key), fromBase64(json.exchange_key));
 
 function payloadJson(payload) {
+  const group = payload instanceof GroupPayload;
   return {
     sender: { user: payload.sender.user, device: String(payload.sender.device) },
-    recipient: { user: payload.recipient.user, device: String(payload.recipient.device) },
+    recipient: group ? null : { user: payload.recipient.user, device: String(payload.recipient.device) },
     conversation: { kind: payload.conversation.kind === 1 ? 'user' : 'group', id: payload.conversation.id },
     client_message_id: payload.clientMessageId,
     sent_at_ms: String(payload.sentAtMs),
@@ -50,6 +54,29 @@ export function createHandler() {
   const devices = new Map();
   const sessions = new Map();
   const sessionKey = (name, peer) => `${name}|${peer.user}/${peer.device}`;
+
+  /** A pairwise body from `from`, routed as §3.7.6 says: `{message, opened, usedOneTimePrekeyId}`. */
+  function openPairwise(name, from, senderIdentity, bytes, conversation) {
+    const me = devices.get(name);
+    const key = sessionKey(name, from);
+    const existing = sessions.get(key);
+    const context = { deliveredBy: address(from), conversation };
+    const isPrekey = parseBody(bytes).x3dh !== null;
+    if (!isPrekey || existing?.matches(bytes)) {
+      if (!existing) throw new NoSession();
+      return { message: existing.decrypt(bytes, context), opened: false, usedOneTimePrekeyId: null };
+    }
+    const accepted = acceptPrekeyMessage(me.identity, me.address, bytes, {
+      ...context,
+      senderIdentity: identityFrom(senderIdentity),
+      signedPrekeys: (keyId) => (keyId === me.signedPrekey.prekeyId ? me.signedPrekey : null),
+      oneTimePrekeys: (keyId) => me.oneTimePrekeys.get(keyId) ?? null,
+    });
+    // replaces any older session with that device; store it, then delete the one-time prekey (§3.5.5)
+    sessions.set(key, accepted.session);
+    if (accepted.usedOneTimePrekeyId !== null) me.oneTimePrekeys.delete(accepted.usedOneTimePrekeyId);
+    return { message: accepted.message, opened: true, usedOneTimePrekeyId: accepted.usedOneTimePrekeyId };
+  }
 
   const payloadOf = (me, request) => new Payload({
     sender: me.address,
@@ -94,25 +121,8 @@ export function createHandler() {
     /** Route a body from `from` as §3.7.6 says, then decrypt it. */
     receive({ name, from, sender_identity: senderIdentity, body }) {
       const me = devices.get(name);
-      const bytes = fromBase64(body);
-      const key = sessionKey(name, from);
-      const existing = sessions.get(key);
-      const context = { deliveredBy: address(from), conversation: Conversation.user(me.address.user) };
-      const isPrekey = parseBody(bytes).x3dh !== null;
-      if (!isPrekey || existing?.matches(bytes)) {
-        if (!existing) throw new NoSession();
-        return { ...signedJson(existing.decrypt(bytes, context)), opened: false };
-      }
-      const accepted = acceptPrekeyMessage(me.identity, me.address, bytes, {
-        ...context,
-        senderIdentity: identityFrom(senderIdentity),
-        signedPrekeys: (keyId) => (keyId === me.signedPrekey.prekeyId ? me.signedPrekey : null),
-        oneTimePrekeys: (keyId) => me.oneTimePrekeys.get(keyId) ?? null,
-      });
-      // replaces any older session with that device; store it, then delete the one-time prekey (§3.5.5)
-      sessions.set(key, accepted.session);
-      if (accepted.usedOneTimePrekeyId !== null) me.oneTimePrekeys.delete(accepted.usedOneTimePrekeyId);
-      return { ...signedJson(accepted.message), opened: true, used_one_time_prekey_id: accepted.usedOneTimePrekeyId };
+      const opened = openPairwise(name, from, senderIdentity, fromBase64(body), Conversation.user(me.address.user));
+      return { ...signedJson(opened.message), opened: opened.opened, used_one_time_prekey_id: opened.usedOneTimePrekeyId };
     },
     /** Store and restore the session, as the keystore would. */
     persist({ name, peer }) {
@@ -136,6 +146,10 @@ export function createHandler() {
       };
     },
   };
+
+  Object.assign(ops, groupOps({
+    devices, sessions, sessionKey, openPairwise: (...args) => openPairwise(...args).message,
+  }));
 
   return function handle(request) {
     try {
@@ -198,6 +212,25 @@ async function selfTest() {
     const number = call({ op: 'safety_number', user_a: 'alice', devices_a: [alice.identity], user_b: 'bob', devices_b: [bob.identity] });
     assert.match(number.digits, /^\d{60}$/);
     assert.equal(handle({ op: 'nope' }).ok, false);
+
+    // sender keys: Alice distributes hers over the session, Bob reads her group message
+    const group = 'GTEAM';
+    call({ op: 'group_key', name: 'a', group });
+    const carried = call({ op: 'group_distribute', name: 'a', group, recipient: toBob, client_message_id: 'k' }).body;
+    assert.equal(call({ op: 'group_accept', name: 'b', group, from: toAlice, sender_identity: alice.identity, body: carried })
+      .key_ids.length, 1);
+    const groupBody = call({ op: 'group_encrypt', name: 'a', group, client_message_id: 'g', sent_at_ms: '1', text: 'équipe' }).body;
+    call({ op: 'group_persist', name: 'b', group });
+    const read = call({ op: 'group_decrypt', name: 'b', group, from: toAlice, body: groupBody });
+    assert.equal(read.text, 'équipe');
+    assert.equal(call({ op: 'verify', payload_bytes: read.payload_bytes, signature: read.signature, signer: read.signer })
+      .payload.recipient, null);
+    assert.deepEqual(handle({ op: 'group_decrypt', name: 'b', group, from: toAlice, body: groupBody }),
+      { ok: false, code: 'replayed-message' });
+    call({ op: 'group_rotate', name: 'a', group });
+    const rotated = call({ op: 'group_encrypt', name: 'a', group, client_message_id: 'h', sent_at_ms: '2', text: 'après' }).body;
+    assert.deepEqual(handle({ op: 'group_decrypt', name: 'b', group, from: toAlice, body: rotated }),
+      { ok: false, code: 'unknown-sender-key' });
   });
 }
 

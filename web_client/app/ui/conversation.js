@@ -3,10 +3,11 @@
  * warning when the correspondent's devices changed, and the composer.
  */
 import { userMessage, USER_MESSAGES } from '../errors.js';
+import { Composer } from './composer.js';
 import { clear, describe, displayName, formatTime, h } from './dom.js';
 
-const TYPING_IDLE_MS = 4000;
-const TYPING_SHOWN_MS = 7000;
+/** How long "… écrit…" stays without news from the writer. */
+export const TYPING_SHOWN_MS = 7000;
 
 /** What each status tick means, for the eye (symbol) and for screen readers (label). */
 export const TICKS = Object.freeze({
@@ -17,7 +18,23 @@ export const TICKS = Object.freeze({
   failed: { symbol: '!', label: 'Non envoyé' },
 });
 
-function changeText(change) {
+/** The status tick of an outgoing message (or null), and its time: the `meta` line of a message. */
+export function messageMeta(message) {
+  const tick = message.outgoing ? TICKS[message.status] : null;
+  return h('p', { class: 'meta' },
+    h('time', { datetime: new Date(message.at ?? message.sentAt).toISOString() }, formatTime(message.at ?? message.sentAt)),
+    tick ? h('span', { class: `tick ${message.status}`, role: 'img', 'aria-label': tick.label, title: tick.label }, tick.symbol) : null);
+}
+
+/** Under a message that could not be sent: why, in plain words, and "Réessayer". */
+export function sendError(client, message) {
+  if (message.status !== 'failed') return null;
+  return h('p', { class: 'send-error', role: 'alert' },
+    USER_MESSAGES[message.error] ?? userMessage({ code: message.error }), ' ',
+    h('button', { type: 'button', class: 'link', onclick: () => client.retry(message.clientId) }, 'Réessayer'));
+}
+
+export function changeText(change) {
   const parts = [];
   if (change.added?.length) parts.push(change.added.length > 1 ? `${change.added.length} nouveaux appareils` : 'un nouvel appareil');
   if (change.replaced?.length) parts.push('des clés remplacées sur un appareil existant');
@@ -34,29 +51,21 @@ export class ConversationView {
     this.client = client;
     this.peer = peer;
     this.actions = actions;
-    this.typingTimer = null;
-    this.typingSent = false;
     this.typingShownTimer = null;
     this.header = h('header', { class: 'conversation-header' });
     this.warning = h('div', { class: 'warning-area' });
     this.list = h('ol', { class: 'messages', role: 'log', 'aria-label': `Messages avec ${displayName(client, peer)}`, tabindex: '0' });
     this.typing = h('p', { class: 'typing', 'aria-live': 'polite' });
-    this.input = h('textarea', {
-      id: 'composer-input', rows: '2', maxlength: '20000', placeholder: 'Écrire un message…',
-      'aria-label': `Message à ${displayName(client, peer)}`,
-      oninput: () => this.#typed(),
-      onkeydown: (event) => {
-        if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
-          event.preventDefault();
-          this.form.requestSubmit();
-        }
+    this.composer = new Composer({
+      label: `Message à ${displayName(client, peer)}`,
+      onSend: (text) => {
+        this.showTyping(false);
+        return this.client.sendText(this.peer, text);
       },
+      onTyping: (active) => this.client.setTyping(this.peer, active),
     });
-    this.sendButton = h('button', { type: 'submit', class: 'primary' }, 'Envoyer');
-    this.form = h('form', { class: 'composer', 'aria-label': 'Nouveau message', onsubmit: (event) => this.#submit(event) },
-      this.input, this.sendButton);
     this.element = h('section', { class: 'conversation', 'aria-labelledby': 'conversation-title' },
-      this.header, this.warning, this.list, this.typing, this.form);
+      this.header, this.warning, this.list, this.typing, this.composer.element);
     this.refresh();
   }
 
@@ -84,9 +93,7 @@ export class ConversationView {
   #renderWarning() {
     const change = this.client.directory.pendingChange(this.peer);
     clear(this.warning);
-    const blocked = Boolean(change);
-    this.input.disabled = blocked;
-    this.sendButton.disabled = blocked;
+    this.composer.disabled = Boolean(change);
     if (!change) return;
     this.warning.append(h('div', { class: 'identity-warning', role: 'alert' },
       h('p', {}, h('strong', {}, 'Attention : '),
@@ -98,7 +105,7 @@ export class ConversationView {
           type: 'button', class: 'primary', onclick: async () => {
             await this.client.acceptIdentity(this.peer);
             this.refresh();
-            this.input.focus();
+            this.composer.focus();
           },
         }, 'J’ai vérifié'))));
   }
@@ -116,22 +123,14 @@ export class ConversationView {
   }
 
   #messageItem(message) {
-    const tick = message.outgoing ? TICKS[message.status] : null;
-    const time = formatTime(message.at ?? message.sentAt);
     return h('li', {
       class: `message ${message.outgoing ? 'outgoing' : 'incoming'}`,
       dataset: { status: message.status, id: message.id ?? '', clientId: message.clientId ?? '' },
     },
     h('span', { class: 'visually-hidden' }, message.outgoing ? 'Vous : ' : `${displayName(this.client, message.from)} : `),
     h('p', { class: 'text', dir: 'auto' }, message.text),
-    h('p', { class: 'meta' },
-      h('time', { datetime: new Date(message.at ?? message.sentAt).toISOString() }, time),
-      tick ? h('span', { class: `tick ${message.status}`, role: 'img', 'aria-label': tick.label, title: tick.label }, tick.symbol) : null),
-    message.status === 'failed'
-      ? h('p', { class: 'send-error', role: 'alert' },
-        USER_MESSAGES[message.error] ?? userMessage({ code: message.error }), ' ',
-        h('button', { type: 'button', class: 'link', onclick: () => this.client.retry(message.clientId) }, 'Réessayer'))
-      : null);
+    messageMeta(message),
+    sendError(this.client, message));
   }
 
   showTyping(active) {
@@ -140,38 +139,12 @@ export class ConversationView {
     if (active) this.typingShownTimer = setTimeout(() => { this.typing.textContent = ''; }, TYPING_SHOWN_MS);
   }
 
-  #typed() {
-    if (!this.typingSent && this.input.value.trim()) {
-      this.client.setTyping(this.peer, true);
-      this.typingSent = true;
-    }
-    clearTimeout(this.typingTimer);
-    this.typingTimer = setTimeout(() => this.#stopTyping(), TYPING_IDLE_MS);
-  }
-
-  #stopTyping() {
-    clearTimeout(this.typingTimer);
-    if (this.typingSent) this.client.setTyping(this.peer, false);
-    this.typingSent = false;
-  }
-
-  async #submit(event) {
-    event.preventDefault();
-    const text = this.input.value;
-    if (!text.trim()) return;
-    this.input.value = '';
-    this.#stopTyping();
-    this.showTyping(false);
-    await this.client.sendText(this.peer, text);
-    this.input.focus();
-  }
-
   focus() {
-    if (!this.input.disabled) this.input.focus();
+    this.composer.focus();
   }
 
   destroy() {
-    this.#stopTyping();
+    this.composer.destroy();
     clearTimeout(this.typingShownTimer);
   }
 }

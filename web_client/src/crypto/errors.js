@@ -124,8 +124,7 @@ export class SessionExhausted extends CryptoError {
   static publicMessage = 'This encrypted session is used up; a new one must be set up.';
 }
 
-// --- groups (docs/protocol-group.md §3.17): the classes and codes only, for now; the group
-// crypto itself comes to the browser in a later version.
+// --- groups (docs/protocol-group.md §3.17.10)
 
 export class UnknownSenderKey extends DecryptionFailed {
   static code = 'unknown-sender-key';

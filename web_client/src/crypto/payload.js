@@ -1,5 +1,6 @@
 /**
- * The signed payload inside every format-2 message (docs/protocol-crypto.md §3.8).
+ * The signed payload inside every format-2 message (docs/protocol-crypto.md §3.8), and the
+ * group payload inside every group body (docs/protocol-group.md §3.17.6).
  *
  *     payload   = uint8 version (2)
  *              || str8 sender_user    || uint64 sender_device
@@ -9,6 +10,14 @@
  *              || str8 content_type || str32 text
  *     signed    = "lien-payload-v2\0" || payload                       (§3.8.2)
  *     plaintext = uint32 len(payload) || payload || signature (64) || 0x00 padding to a multiple of 256
+ *
+ *     group_payload = uint8 version (3) || str8 sender_user || uint64 sender_device
+ *              || uint8 conversation_kind (2) || str8 group_id || str8 client_message_id
+ *              || uint64 sent_at_ms || str8 content_type || str32 text
+ *     signed    = "lien-group-payload-v1\0" || group_payload                   (§3.17.6)
+ *
+ * Byte 0 tells the two kinds apart; each is signed under its own domain, so neither can be
+ * taken for the other. {@link verifyPayload} checks either kind offline.
  *
  * 64-bit fields (device ids, `sentAtMs`) are BigInt. Text is encoded as given (no
  * normalisation); a string with a lone surrogate is refused, never silently replaced.
@@ -21,6 +30,9 @@ import { SIGNATURE_SIZE, SIGNING_KEY_SIZE, verifyEd25519 } from './keys.js';
 
 export const PAYLOAD_VERSION = 2;
 export const SIGNATURE_DOMAIN = utf8('lien-payload-v2\0');
+/** Byte 0 of a group payload (§3.17.6). */
+export const GROUP_PAYLOAD_VERSION = 3;
+export const GROUP_SIGNATURE_DOMAIN = utf8('lien-group-payload-v1\0');
 export const PADDING_BLOCK = 256;
 export const MAX_TEXT_BYTES = 60_000;
 export const MAX_CONTENT_TYPE_BYTES = 64;
@@ -111,6 +123,33 @@ function str8(value) {
   return concat(u8(data.length), data);
 }
 
+/** The rules of §3.8.1 shared by pairwise and group payloads (the time is checked by the caller). */
+function checkMessageFields(clientMessageId, contentType, text) {
+  checkToken(clientMessageId, MAX_CLIENT_MESSAGE_ID_CHARS);
+  if (typeof contentType !== 'string' || contentType.length > MAX_CONTENT_TYPE_BYTES
+      || !CONTENT_TYPE.test(contentType)) {
+    throw new RangeError('not a valid content type');
+  }
+  if (typeof text !== 'string') throw new TypeError('text is a string');
+  if (!isWellFormed(text)) throw new RangeError('text is not encodable as UTF-8');
+  if (utf8(text).length > MAX_TEXT_BYTES) throw new RangeError(`text is at most ${MAX_TEXT_BYTES} bytes of UTF-8`);
+}
+
+/** Run `parse`; any field error becomes `MalformedPayload`, and so do bytes that do not re-encode the same. */
+function decodeStrictly(data, parse) {
+  let payload;
+  try {
+    payload = parse(new Reader(data));
+  } catch (error) {
+    if (error instanceof RangeError || error instanceof TypeError || error instanceof MalformedPayload) {
+      throw new MalformedPayload();
+    }
+    throw error;
+  }
+  if (!equalBytes(payload.encode(), data)) throw new MalformedPayload();
+  return payload;
+}
+
 /**
  * The fields of one message to one device (§3.8.1); the constructor validates every one.
  * `toString` leaves out the text: message content never goes to a log.
@@ -125,14 +164,7 @@ export class Payload {
       throw new TypeError('sender and recipient are DeviceAddress');
     }
     if (!(conversation instanceof Conversation)) throw new TypeError('conversation is a Conversation');
-    checkToken(clientMessageId, MAX_CLIENT_MESSAGE_ID_CHARS);
-    if (typeof contentType !== 'string' || contentType.length > MAX_CONTENT_TYPE_BYTES
-        || !CONTENT_TYPE.test(contentType)) {
-      throw new RangeError('not a valid content type');
-    }
-    if (typeof text !== 'string') throw new TypeError('text is a string');
-    if (!isWellFormed(text)) throw new RangeError('text is not encodable as UTF-8');
-    if (utf8(text).length > MAX_TEXT_BYTES) throw new RangeError(`text is at most ${MAX_TEXT_BYTES} bytes of UTF-8`);
+    checkMessageFields(clientMessageId, contentType, text);
     /** @readonly */ this.sender = sender;
     /** @readonly */ this.recipient = recipient;
     /** @readonly */ this.conversation = conversation;
@@ -158,9 +190,7 @@ export class Payload {
 
   /** Parse canonical bytes; throws `MalformedPayload` for anything else. */
   static decode(data) {
-    let payload;
-    try {
-      const reader = new Reader(data);
+    return decodeStrictly(data, (reader) => {
       if (reader.u8() !== PAYLOAD_VERSION) throw new MalformedPayload();
       const sender = new DeviceAddress(reader.str8(), reader.u64());
       const recipient = new DeviceAddress(reader.str8(), reader.u64());
@@ -170,19 +200,77 @@ export class Payload {
       const contentType = reader.str8();
       const text = reader.str32();
       reader.finish();
-      payload = new Payload({ sender, recipient, conversation, clientMessageId, sentAtMs, text, contentType });
-    } catch (error) {
-      if (error instanceof RangeError || error instanceof TypeError || error instanceof MalformedPayload) {
-        throw new MalformedPayload();
-      }
-      throw error;
-    }
-    if (!equalBytes(payload.encode(), data)) throw new MalformedPayload();
-    return payload;
+      return new Payload({ sender, recipient, conversation, clientMessageId, sentAtMs, text, contentType });
+    });
   }
 
   toString() {
     return `Payload(sender=${this.sender}, recipient=${this.recipient}, `
+      + `clientMessageId=${this.clientMessageId}, contentType=${this.contentType}, text=${this.text.length} chars)`;
+  }
+
+  toJSON() {
+    return this.toString();
+  }
+}
+
+/**
+ * The fields of one message to a care-team group (§3.17.6): a {@link Payload} without a
+ * recipient (a group message is encrypted once for every member device). `conversation`
+ * must be a group. `toString` leaves out the text.
+ */
+export class GroupPayload {
+  /**
+   * @param {{sender: DeviceAddress, conversation: Conversation, clientMessageId: string,
+   *   sentAtMs: bigint | number, text: string, contentType?: string}} fields
+   */
+  constructor({ sender, conversation, clientMessageId, sentAtMs, text, contentType = DEFAULT_CONTENT_TYPE }) {
+    if (!(sender instanceof DeviceAddress)) throw new TypeError('sender is a DeviceAddress');
+    if (!(conversation instanceof Conversation)) throw new TypeError('conversation is a Conversation');
+    if (conversation.kind !== ConversationKind.GROUP) throw new RangeError('a group payload belongs to a group conversation');
+    checkMessageFields(clientMessageId, contentType, text);
+    /** @readonly */ this.sender = sender;
+    /** @readonly */ this.conversation = conversation;
+    /** @readonly */ this.clientMessageId = clientMessageId;
+    /** @readonly @type {bigint} */ this.sentAtMs = checkBigInt(sentAtMs, 0n, MAX_SENT_AT_MS);
+    /** @readonly */ this.text = text;
+    /** @readonly */ this.contentType = contentType;
+    Object.freeze(this);
+  }
+
+  get groupId() {
+    return this.conversation.id;
+  }
+
+  /** The canonical bytes of §3.17.6. */
+  encode() {
+    const text = utf8(this.text);
+    return concat(
+      u8(GROUP_PAYLOAD_VERSION),
+      str8(this.sender.user), u64(this.sender.device),
+      u8(this.conversation.kind), str8(this.conversation.id),
+      str8(this.clientMessageId), u64(this.sentAtMs),
+      str8(this.contentType), u32(text.length), text,
+    );
+  }
+
+  /** Parse canonical bytes; throws `MalformedPayload` for anything else (another version or kind too). */
+  static decode(data) {
+    return decodeStrictly(data, (reader) => {
+      if (reader.u8() !== GROUP_PAYLOAD_VERSION) throw new MalformedPayload();
+      const sender = new DeviceAddress(reader.str8(), reader.u64());
+      const conversation = new Conversation(reader.u8(), reader.str8());
+      const clientMessageId = reader.str8();
+      const sentAtMs = reader.u64();
+      const contentType = reader.str8();
+      const text = reader.str32();
+      reader.finish();
+      return new GroupPayload({ sender, conversation, clientMessageId, sentAtMs, text, contentType });
+    });
+  }
+
+  toString() {
+    return `GroupPayload(sender=${this.sender}, groupId=${this.conversation.id}, `
       + `clientMessageId=${this.clientMessageId}, contentType=${this.contentType}, text=${this.text.length} chars)`;
   }
 
@@ -226,17 +314,22 @@ class Reader {
   }
 }
 
-// --- signatures (§3.8.2)
+// --- signatures (§3.8.2, §3.17.6)
 
 /** `"lien-payload-v2\0" || payload`: what the Ed25519 signature covers. */
 export function signingInput(payloadBytes) {
   return concat(SIGNATURE_DOMAIN, payloadBytes);
 }
 
+/** `"lien-group-payload-v1\0" || group_payload`: what a group payload's signature covers. */
+export function groupSigningInput(payloadBytes) {
+  return concat(GROUP_SIGNATURE_DOMAIN, payloadBytes);
+}
+
 /**
- * A payload, its canonical bytes, and the Ed25519 `signature` by `signer` (an Ed25519
- * public key) over them. Keep `encoded`, `signature` and `signer` as proof:
- * {@link verifyPayload} needs nothing else (§3.8.5).
+ * A payload (a {@link Payload} or a {@link GroupPayload}), its canonical bytes, and the
+ * Ed25519 `signature` by `signer` (an Ed25519 public key) over them. Keep `encoded`,
+ * `signature` and `signer` as proof: {@link verifyPayload} needs nothing else (§3.8.5, §3.17.6).
  */
 export class SignedPayload {
   constructor(payload, encoded, signature, signer) {
@@ -254,18 +347,47 @@ export function signPayload(identity, payload) {
   return new SignedPayload(payload, encoded, identity.sign(signingInput(encoded)), identity.public.signingKey);
 }
 
-/**
- * Check a kept payload offline (§3.8.5): the signature by the Ed25519 key `signer`
- * (`BadSignature`), then the canonical encoding (`MalformedPayload`). Returns the Payload.
- */
-export function verifyPayload(payloadBytes, signature, signer) {
+/** Sign a group payload with the sender device's Ed25519 identity key (§3.17.6). */
+export function signGroupPayload(identity, payload) {
+  if (!(payload instanceof GroupPayload)) throw new TypeError('payload must be a GroupPayload');
+  const encoded = payload.encode();
+  return new SignedPayload(payload, encoded, identity.sign(groupSigningInput(encoded)), identity.public.signingKey);
+}
+
+function checkSignature(signingInputOf, payloadBytes, signature, signer) {
   if (!isBytes(signer, SIGNING_KEY_SIZE) || !isBytes(signature, SIGNATURE_SIZE)) throw new BadSignature();
   if (!isBytes(payloadBytes)) throw new MalformedPayload();
-  if (!verifyEd25519(signer, signingInput(payloadBytes), signature)) throw new BadSignature();
+  if (!verifyEd25519(signer, signingInputOf(payloadBytes), signature)) throw new BadSignature();
+}
+
+/**
+ * Check a kept payload offline (§3.8.5, §3.17.6): the signature by the Ed25519 key `signer`
+ * under the domain byte 0 names (`BadSignature`), then the canonical encoding
+ * (`MalformedPayload`). Returns the Payload or GroupPayload.
+ */
+export function verifyPayload(payloadBytes, signature, signer) {
+  if (isBytes(payloadBytes) && payloadBytes[0] === GROUP_PAYLOAD_VERSION) {
+    return verifyGroupPayload(payloadBytes, signature, signer);
+  }
+  return verifyPairwisePayload(payloadBytes, signature, signer);
+}
+
+/** {@link verifyPayload} for a pairwise payload only: what a session accepts (a group payload is refused). */
+export function verifyPairwisePayload(payloadBytes, signature, signer) {
+  checkSignature(signingInput, payloadBytes, signature, signer);
   return Payload.decode(payloadBytes);
 }
 
-// --- plaintext framing (§3.8.3)
+/**
+ * {@link verifyPayload} for a group payload only: what a group receiver accepts. A pairwise
+ * payload's signature covers another domain, so it is `BadSignature` here, whatever its bytes.
+ */
+export function verifyGroupPayload(payloadBytes, signature, signer) {
+  checkSignature(groupSigningInput, payloadBytes, signature, signer);
+  return GroupPayload.decode(payloadBytes);
+}
+
+// --- plaintext framing (§3.8.3; the same for group payloads, §3.17.6)
 
 /** `uint32 len || payload || signature || zero padding` to a multiple of 256 bytes. */
 export function encodePlaintext(signed) {
@@ -288,11 +410,17 @@ export function decodePlaintext(plaintext) {
   return [plaintext.slice(4, 4 + size), plaintext.slice(4 + size, end)];
 }
 
-// --- transport checks (§3.8.4)
+// --- transport checks (§3.8.4, §3.17.7)
 
 /** Compare what was signed with what the server says; throw the first mismatch found. */
 export function checkDelivery(payload, { deliveredBy, own, conversation }) {
   if (!payload.sender.equals(deliveredBy)) throw new SenderMismatch();
   if (!payload.recipient.equals(own)) throw new WrongRecipient();
+  if (!payload.conversation.equals(conversation)) throw new ConversationMismatch();
+}
+
+/** The checks of §3.17.7 (step 8) on a verified group payload: sender device, then group. */
+export function checkGroupDelivery(payload, { deliveredBy, conversation }) {
+  if (!payload.sender.equals(deliveredBy)) throw new SenderMismatch();
   if (!payload.conversation.equals(conversation)) throw new ConversationMismatch();
 }

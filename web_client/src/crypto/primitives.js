@@ -31,6 +31,11 @@ export const X3DH_INFO = utf8('Lien X3DH v2');
 export const ROOT_KDF_INFO = utf8('Lien Ratchet v2');
 /** HKDF info of the message-key expansion (§3.4.5). */
 export const MESSAGE_KEY_INFO = utf8('Lien Message Keys v2');
+/**
+ * HKDF info of the same expansion for group (sender-key) messages (docs/protocol-group.md §3.17.3):
+ * a different string, so a group message key and a pairwise one never give the same AEAD key and nonce.
+ */
+export const GROUP_MESSAGE_KEY_INFO = utf8('Lien Group Message Keys v1');
 /** KDF_CK input giving the next chain key (§3.4.4). */
 export const CHAIN_KEY_CONSTANT = Uint8Array.of(0x02);
 /** KDF_CK input giving the message key (§3.4.4). */
@@ -138,35 +143,50 @@ export function kdfCk(chainKey) {
 }
 
 /**
- * Message key expansion (§3.4.5): `HKDF(ikm = MK, salt = 0^32, info = "Lien Message Keys v2", 56)`.
+ * Message key expansion (§3.4.5): `HKDF(ikm = MK, salt = 0^32, info = "Lien Message Keys v2", 56)`;
+ * group messages pass `info = GROUP_MESSAGE_KEY_INFO` (§3.17.3).
  * The nonce is derived, not random: each message key encrypts exactly one message.
+ * @param {Uint8Array} messageKey
+ * @param {Uint8Array} [info]
  * @returns {[Uint8Array, Uint8Array]} `[aeadKey, aeadNonce]` (32 and 24 bytes)
  */
-export function messageAeadKey(messageKey) {
+export function messageAeadKey(messageKey, info = MESSAGE_KEY_INFO) {
   checkKey('a message key', messageKey);
   const output = hkdfSha256(messageKey, {
-    salt: ZERO_SALT, info: MESSAGE_KEY_INFO, length: KEY_SIZE + AEAD_NONCE_SIZE,
+    salt: ZERO_SALT, info, length: KEY_SIZE + AEAD_NONCE_SIZE,
   });
   return [output.slice(0, KEY_SIZE), output.slice(KEY_SIZE)];
 }
 
 // --- §3.4.6 AEAD
 
-/** XChaCha20-Poly1305-IETF under the key and nonce derived from `messageKey`: `ciphertext || tag`. */
-export function aeadEncrypt(messageKey, plaintext, associatedData) {
-  const [key, nonce] = messageAeadKey(messageKey);
+/**
+ * XChaCha20-Poly1305-IETF under the key and nonce derived from `messageKey`: `ciphertext || tag`.
+ * `info` selects the expansion (pairwise by default, {@link GROUP_MESSAGE_KEY_INFO} for groups).
+ */
+export function aeadEncrypt(messageKey, plaintext, associatedData, info = MESSAGE_KEY_INFO) {
+  const [key, nonce] = messageAeadKey(messageKey, info);
   return sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(plaintext, associatedData, null, nonce, key);
 }
 
 /** Inverse of {@link aeadEncrypt}; throws `DecryptionFailed`. */
-export function aeadDecrypt(messageKey, ciphertext, associatedData) {
+export function aeadDecrypt(messageKey, ciphertext, associatedData, info = MESSAGE_KEY_INFO) {
   if (ciphertext.length < AEAD_TAG_SIZE) throw new DecryptionFailed();
-  const [key, nonce] = messageAeadKey(messageKey);
+  const [key, nonce] = messageAeadKey(messageKey, info);
   try {
     return sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(null, ciphertext, associatedData, nonce, key);
   } catch {
     throw new DecryptionFailed();
   }
+}
+
+/**
+ * Whether `key` is a canonical Ed25519 point of prime order (`crypto_core_ed25519_is_valid_point`):
+ * every key `crypto_sign_keypair` makes passes; the identity, small-order points and
+ * non-canonical encodings do not (§3.17.4.2).
+ */
+export function isValidEd25519Public(key) {
+  return isBytes(key, 32) && sodium.crypto_core_ed25519_is_valid_point(key) === true;
 }
 
 /** SHA-512 (§3.10). */

@@ -22,7 +22,7 @@ import {
 import { IdentityKeyPair, PublicIdentity } from './keys.js';
 import {
   Conversation, DeviceAddress, Payload, SignedPayload, checkDelivery, decodePlaintext, encodePlaintext,
-  signPayload, verifyPayload,
+  signPayload, verifyPairwisePayload,
 } from './payload.js';
 import { AEAD_TAG_SIZE, KEY_SIZE, aeadDecrypt, aeadEncrypt, randomBytes, x25519Public } from './primitives.js';
 import { DEFAULT_LIMITS, RatchetState } from './ratchet.js';
@@ -195,7 +195,7 @@ function keyFor(ratchet, header, randomSource, limits) {
 function openPlaintext(plaintext, core, conversation) {
   const [payloadBytes, signature] = decodePlaintext(plaintext);
   const signer = core.peerIdentity.signingKey;
-  const payload = verifyPayload(payloadBytes, signature, signer);
+  const payload = verifyPairwisePayload(payloadBytes, signature, signer);
   checkDelivery(payload, { deliveredBy: core.peer, own: core.own, conversation });
   return new SignedPayload(payload, payloadBytes, signature, signer);
 }
