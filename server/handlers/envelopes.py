@@ -138,11 +138,6 @@ async def _store_envelope(
 ) -> Stored:
     """Check one envelope (raising before any write), then store it and queue its inbox entries."""
     recipient_id = await resolve_user(services, connection, send.to)
-    existing = await messages.message_by_client_id(connection, caller.device_id, send.id)
-    if existing is not None:
-        if existing.recipient_user_id != recipient_id:
-            raise errors.IdempotencyConflict()
-        return Stored(existing.id, existing.created_at, duplicate=True, recipient_id=recipient_id, entries=[])
     addressed = await devices.device_ids_of(connection, list({recipient_id, caller.user_id}))
     expected = set(addressed) - {caller.device_id}
     given = {copy.device for copy in send.copies}
@@ -152,19 +147,22 @@ async def _store_envelope(
         )
     now = services.clock()
     message_id = new_message_id(now)
-    await messages.insert_message(
-        connection,
-        messages.StoredMessage(
-            id=message_id,
-            sender_user_id=caller.user_id,
-            sender_device_id=caller.device_id,
-            recipient_user_id=recipient_id,
-            client_id=send.id,
-            created_at=now,
-        ),
+    stored = messages.StoredMessage(
+        id=message_id,
+        sender_user_id=caller.user_id,
+        sender_device_id=caller.device_id,
+        recipient_user_id=recipient_id,
+        client_id=send.id,
+        created_at=now,
     )
+    # One statement in the common case; a resend (same client id) inserts nothing and is answered duplicate.
+    if not await messages.insert_message_once(connection, stored):
+        existing = await messages.message_by_client_id(connection, caller.device_id, send.id)
+        if existing is None or existing.recipient_user_id != recipient_id:
+            raise errors.IdempotencyConflict()
+        return Stored(existing.id, existing.created_at, duplicate=True, recipient_id=recipient_id, entries=[])
     hashes = [(copy.device, hashlib.sha256(copy.body).digest()) for copy in send.copies]
-    await messages.insert_copy_hashes(connection, [(message_id, device, sha256) for device, sha256 in hashes])
+    writes.copy_hashes.extend((message_id, device, sha256) for device, sha256 in hashes)
     writes.record(
         chain.MessageAccepted(
             message=message_id,
@@ -265,20 +263,15 @@ async def _store_group_send(
     group = await group_store.get_group(connection, send.group, lock=True)
     if group is None:
         raise errors.UnknownGroup()
-    if await group_store.member_role(connection, send.group, caller.user_id) is None:
-        raise errors.NotAMember()
-    existing = await messages.message_by_client_id(connection, caller.device_id, send.id)
-    if existing is not None:
-        if existing.group_id != send.group:
-            raise errors.IdempotencyConflict()
-        return Stored(
-            existing.id, existing.created_at, duplicate=True, recipient_id=caller.user_id, entries=[]
-        )
-    if send.epoch != group.epoch:
-        raise errors.StaleMembership(details={"epoch": group.epoch})
     members = {
         member.user_id: member.username for member in await group_store.members(connection, send.group)
     }
+    if caller.user_id not in members:
+        raise errors.NotAMember()
+    if send.epoch != group.epoch:
+        # A resend of an accepted message encrypted for an older epoch is re-encrypted by the
+        # client for the new one under the same client id, and then answered as a duplicate.
+        raise errors.StaleMembership(details={"epoch": group.epoch})
     device_owners = await devices.device_ids_of(connection, list(members))
     targets = sorted(set(device_owners) - {caller.device_id})
     keys = {copy.device: copy.body for copy in send.keys}
@@ -289,19 +282,23 @@ async def _store_group_send(
         raise errors.DevicesMismatch(details={"missing": [], "extra": extra})
     now = services.clock()
     message_id = new_message_id(now)
-    await messages.insert_message(
-        connection,
-        messages.StoredMessage(
-            id=message_id,
-            sender_user_id=caller.user_id,
-            sender_device_id=caller.device_id,
-            recipient_user_id=None,
-            client_id=send.id,
-            created_at=now,
-            group_id=send.group,
-            body=send.body,
-        ),
+    stored = messages.StoredMessage(
+        id=message_id,
+        sender_user_id=caller.user_id,
+        sender_device_id=caller.device_id,
+        recipient_user_id=None,
+        client_id=send.id,
+        created_at=now,
+        group_id=send.group,
+        body=send.body,
     )
+    if not await messages.insert_message_once(connection, stored):
+        existing = await messages.message_by_client_id(connection, caller.device_id, send.id)
+        if existing is None or existing.group_id != send.group:
+            raise errors.IdempotencyConflict()
+        return Stored(
+            existing.id, existing.created_at, duplicate=True, recipient_id=caller.user_id, entries=[]
+        )
     body_sha256 = hashlib.sha256(send.body).hexdigest()
     writes.record(
         chain.MessageAccepted(

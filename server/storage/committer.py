@@ -58,6 +58,8 @@ class InboxWrites:
         self.entries: list[messages.QueuedEntry] = []
         self.acks: dict[int, int] = {}
         self.ledger: list[tuple[chain.LedgerEntry, str | None]] = []
+        self.copy_hashes: list[tuple[str, int, bytes]] = []
+        """(message id, device id, SHA-256) of ciphertexts stored for devices, inserted in one statement."""
 
     def record(self, entry: chain.LedgerEntry, ref: str | None) -> None:
         """Append ``entry`` to the ledger when the transaction ends (after the inbox writes)."""
@@ -197,6 +199,7 @@ class GroupCommitter:
                 except LienError as refusal:
                     pending.outcome = (False, refusal)
             await messages.write_inboxes(connection, writes.entries, writes.acks)
+            await messages.insert_copy_hashes(connection, writes.copy_hashes)
             await ledger.append(connection, writes.ledger, self._clock())
         if self.on_batch is not None:
             self.on_batch(len(batch))

@@ -92,6 +92,24 @@ async def get_message(connection: AsyncConnection, message_id: str) -> StoredMes
     return None if row is None else _message_from(row)
 
 
+async def insert_message_once(connection: AsyncConnection, message: StoredMessage) -> bool:
+    """Insert the message unless this device already used its client id; False then (a resend)."""
+    result = await connection.execute(
+        _insert_ignoring_conflicts(connection, messages).values(
+            id=message.id,
+            sender_user_id=message.sender_user_id,
+            sender_device_id=message.sender_device_id,
+            recipient_user_id=message.recipient_user_id,
+            client_id=message.client_id,
+            created_at=message.created_at,
+            group_id=message.group_id,
+            body=message.body,
+            body_sha256=None if message.body is None else hashlib.sha256(message.body).digest(),
+        )
+    )
+    return bool(result.rowcount == 1)
+
+
 async def insert_message(connection: AsyncConnection, message: StoredMessage) -> None:
     await connection.execute(
         insert(messages).values(

@@ -3,8 +3,10 @@
 Three tasks per connection: the reader (parses and dispatches frames), the
 pump (pushes inbox entries in sequence order, at most ``DELIVERY_WINDOW``
 unacked) and the writer (drains a bounded queue onto the socket). Notices
-from the broker only wake the pump or hand it the next frame; the database
-inbox is the truth, so a lost notice only delays delivery.
+from the broker hand the pump the next frame; it reads the database inbox
+only when it may hold something no notice brought (at start, after a broker
+resync, when a notice was dropped or a gap shows). The inbox is the truth, so
+a lost notice only delays delivery until the next gap or resync.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ class DeviceConnection:
         self._closing: asyncio.Future[errors.LienError | None] = asyncio.get_running_loop().create_future()
         self._wake = asyncio.Event()
         self._pending: dict[int, notices.InboxNotice] = {}
+        self._inbox_may_hold_more = True
+        """Read the inbox at the next wake-up: at start, after a resync, when a notice was dropped or is
+        missing (a gap before the pending ones). Otherwise the notices carry every new entry."""
         self._pushed_seq = 0
         self._acked_seq = 0
         self._ack_target = 0
@@ -394,8 +399,11 @@ class DeviceConnection:
         notice = notices.decode(payload)
         match notice:
             case notices.InboxNotice():
-                if notice.seq > self._pushed_seq and len(self._pending) < _MAX_PENDING_NOTICES:
-                    self._pending[notice.seq] = notice
+                if notice.seq > self._pushed_seq:
+                    if len(self._pending) < _MAX_PENDING_NOTICES:
+                        self._pending[notice.seq] = notice
+                    else:
+                        self._inbox_may_hold_more = True  # dropped: the inbox still has it
                 self._wake.set()
             case notices.EphemeralNotice(frame=frame):
                 self._push_ephemeral(frame)
@@ -412,6 +420,7 @@ class DeviceConnection:
 
     def wake(self) -> None:
         """Re-read the inbox (after the broker lost notices, e.g. a Redis restart)."""
+        self._inbox_may_hold_more = True
         self._wake.set()
 
     async def _pump(self) -> None:
@@ -425,11 +434,14 @@ class DeviceConnection:
                 if following is not None:
                     self._push_entry(following.seq, following.accepted_at, following.frame)
                     continue
+                if not self._inbox_may_hold_more and not self._pending:
+                    break  # every notice pushed, nothing known to be missing: no need to ask the database
                 room = limits.DELIVERY_WINDOW - (self._pushed_seq - self._ack_target)
+                asked = min(room, limits.INBOX_BATCH)
                 async with self.services.database.read() as connection:
-                    entries = await messages.read_inbox(
-                        connection, caller.device_id, self._pushed_seq, min(room, limits.INBOX_BATCH)
-                    )
+                    entries = await messages.read_inbox(connection, caller.device_id, self._pushed_seq, asked)
+                if len(entries) < asked:
+                    self._inbox_may_hold_more = False  # caught up with what has committed
                 if not entries:
                     break
                 for entry in entries:
