@@ -238,6 +238,12 @@ class BenchDevice:
         )
         return api.KeyBundles(user=self.username, bundles=[bundle])
 
+    def adopt_sessions(self, user: str) -> None:
+        """Answer ``user`` over the sessions its devices opened with this one (no claim, no new session)."""
+        self.devices_of[user] = sorted(
+            device for device in self.sessions if self.directory.identities.get(device, ("", None))[0] == user
+        )
+
     def learn_devices(self, device_list: api.DeviceList) -> None:
         self.directory.learn(device_list)
 

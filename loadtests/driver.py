@@ -358,7 +358,7 @@ class Run:
         """Send one hello per (sender, recipient) and wait until every one is delivered."""
         for sender, recipient in sends:
             if answer:
-                sender.device.devices_of[recipient] = [self.by_name[recipient].device.device_id]
+                sender.device.adopt_sessions(recipient)
             client_id, frame = sender.device.send_text(recipient, "bonjour")
             self.outstanding[client_id] = [sender, 1]
             sender.in_flight += 1
