@@ -23,6 +23,7 @@ import csv
 import datetime
 import json
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,11 +39,23 @@ RESULTS = Path(__file__).parent / "results"
 
 
 class Watcher:
-    """Samples fixed pids and the bench database's PostgreSQL backends when the driver says so."""
+    """Samples fixed pids and the bench database's PostgreSQL backends when the driver says so.
 
-    def __init__(self, pids: dict[str, int], database: services.PostgresDatabase | None) -> None:
+    With ``profile`` (a pid and a directory), it also records that process
+    with py-spy during each measured window (``<dir>/<phase>.txt``, collapsed stacks).
+    """
+
+    def __init__(
+        self,
+        pids: dict[str, int],
+        database: services.PostgresDatabase | None,
+        *,
+        profile: tuple[int, Path, float] | None = None,
+    ) -> None:
         self.pids = pids
         self.database = database
+        self.profile = profile
+        self.profiles: dict[str, Path] = {}
         self.windows: dict[str, dict[str, Any]] = {}
         self._open: dict[str, tuple[float, dict[str, procstat.Sample | None], dict[int, float]]] = {}
 
@@ -59,6 +72,15 @@ class Watcher:
     def start(self, phase: str) -> None:
         samples = {name: procstat.sample(pid) for name, pid in self.pids.items()}
         self._open[phase] = (time.monotonic(), samples, self._postgres())
+        spy = Path(sys.executable).parent / "py-spy"
+        spy_path = str(spy) if spy.exists() else shutil.which("py-spy")
+        if self.profile is not None and spy_path:
+            pid, directory, seconds = self.profile
+            out = directory / f"profile-{phase}.txt"
+            argv = [spy_path, "record", "-p", str(pid), "-d", str(max(1, int(seconds) - 1)), "-r", "100"]
+            argv += ["-f", "raw", "-o", str(out), "--nonblocking"]
+            subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.profiles[phase] = out
 
     def stop(self, phase: str) -> None:
         if phase not in self._open:
@@ -172,7 +194,7 @@ def cpu_model() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=200)
-    parser.add_argument("--phases", default="pairs,rate,groups")
+    parser.add_argument("--phases", default="pairs,rate,rate:250,groups")
     parser.add_argument("--window", type=int, default=4)
     parser.add_argument("--rate", type=float, default=2000.0)
     parser.add_argument("--group-size", type=int, default=10)
@@ -181,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds one driver run may take")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--no-profile", dest="profile", action="store_false", help="do not run py-spy on Lien's node 1"
+    )
     parser.add_argument("--name", help="report file name without extension (default: the date and time)")
     arguments = parser.parse_args(argv)
 
@@ -206,9 +231,18 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for kind in ("lien", "baseline"):
                 with cluster(kind, workdir, redis_url, database.url) as (urls, pids):
-                    watcher = Watcher({**pids, "redis": redis.pid}, database if kind == "lien" else None)
+                    profile = None
+                    if kind == "lien" and arguments.profile:
+                        profile = (pids["lien-1"], workdir, arguments.duration)
+                    watcher = Watcher(
+                        {**pids, "redis": redis.pid}, database if kind == "lien" else None, profile=profile
+                    )
                     print(f"bench: {kind} on {', '.join(urls)}", flush=True)
                     results[kind] = run_driver(kind, urls, arguments, watcher, workdir)
+                    time.sleep(1.0)  # py-spy writes its file when its duration ends
+                    for phase, path in watcher.profiles.items():
+                        if path.exists():
+                            results[kind].setdefault("profiles", {})[phase] = report.profile_summary(path)
         finally:
             redis.stop()
             database.drop()

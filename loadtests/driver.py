@@ -20,7 +20,8 @@ between the nodes, so most traffic crosses the broker):
   ``--window`` messages on their way to its partner and sends the next when
   one is delivered.
 * ``rate``: open loop, one to one, ``--rate`` messages per second in all,
-  spread evenly over the paired devices: latency at a fixed offered load.
+  spread evenly over the paired devices: latency at a fixed offered load
+  (``rate:250`` offers 250 per second instead).
 * ``groups``: closed loop in care-team groups of ``--group-size``; each
   member keeps ``--group-window`` messages on their way to every other member.
 
@@ -461,10 +462,9 @@ class Run:
 
         return await self._measure("pairs", body)
 
-    async def rate(self) -> dict[str, Any]:
+    async def rate(self, rate: float, name: str = "rate") -> dict[str, Any]:
         paired = [conn for conn in self.conns if conn.peer is not None]
         senders = [self._sender(conn, 1, _text_to(conn)) for conn in paired]
-        rate = self.args.rate
 
         async def body() -> None:
             started = time.monotonic()
@@ -478,7 +478,9 @@ class Run:
                 sent += max(0, due)
                 await asyncio.sleep(0.002)
 
-        return await self._measure("rate", body)
+        summary = await self._measure(name, body)
+        summary["offered_per_s"] = rate
+        return summary
 
     async def groups(self) -> dict[str, Any]:
         members = [conn for conn in self.conns if conn.device.group_members]
@@ -543,7 +545,13 @@ async def main_async(arguments: argparse.Namespace) -> dict[str, Any]:
         results["setup_s"] = round(time.monotonic() - started, 1)
         results["setup_errors"] = dict(run.phase.errors)
         for phase in arguments.phases.split(","):
-            results["phases"].append(await getattr(run, phase)())
+            kind, _, value = phase.partition(":")
+            if kind == "rate":
+                results["phases"].append(await run.rate(float(value or arguments.rate), phase))
+            elif kind in ("pairs", "groups"):
+                results["phases"].append(await getattr(run, kind)())
+            else:
+                raise SystemExit(f"unknown phase {phase!r}")
     finally:
         await run.close()
     return results

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import collections
+from pathlib import Path
 from typing import Any
 
 PHASE_TITLES = {
     "pairs": "One to one, closed loop (max throughput)",
-    "rate": "One to one, fixed offered rate",
+    "rate": "One to one, fixed offered rate of {rate} messages/s",
     "groups": "Care-team groups, closed loop (max throughput)",
 }
+
+
+def phase_title(phase: str, settings: dict[str, Any]) -> str:
+    kind, _, value = phase.partition(":")
+    rate = float(value or settings.get("rate", 0))
+    return PHASE_TITLES.get(kind, phase).format(rate=f"{rate:,.0f}")
+
+
 TARGETS = {
     "pairs": ("ratio", 0.35, 5000.0),
     "groups": ("ratio", 0.65, 30000.0),
@@ -164,8 +174,9 @@ def markdown(context: dict[str, Any], results: dict[str, Any]) -> str:
         "driver (`loadtests/driver.py`, one process, uvloop) with the same settings: "
         f"{settings['devices']} devices alternating between the two nodes, "
         f"window {settings['window']} messages per device (one to one), groups of {settings['group_size']} "
-        f"with window {settings['group_window']} per member, {settings['rate']:,.0f} messages/s offered in "
-        f"the fixed-rate phase; {settings['warmup']:.0f} s warm-up then {settings['duration']:.0f} s "
+        f"with window {settings['group_window']} per member, fixed-rate phases at the rates in their titles "
+        f"(offered evenly over the paired devices, whatever comes back); {settings['warmup']:.0f} s warm-up "
+        f"then {settings['duration']:.0f} s "
         "measured per phase. The driver does the real end-to-end crypto for both systems (X3DH + Double "
         "Ratchet per copy, sender keys in groups, Ed25519 signature on every payload, every delivery "
         "decrypted and verified before it counts). Latency = sender's clock before encrypting → "
@@ -177,7 +188,9 @@ def markdown(context: dict[str, Any], results: dict[str, Any]) -> str:
         for phase in result["phases"]:
             if "skipped" in phase:
                 lines += [f"*{kind}, {phase['phase']}: skipped ({phase['skipped']}).*", ""]
-    for phase, title in PHASE_TITLES.items():
+    order = [row["phase"] for kind_rows in metrics.values() for row in kind_rows.values()]
+    for phase in dict.fromkeys(order):
+        title = phase_title(phase, settings)
         lien = metrics.get("lien", {}).get(phase)
         baseline = metrics.get("baseline", {}).get(phase)
         if lien is None and baseline is None:
@@ -189,8 +202,12 @@ def markdown(context: dict[str, Any], results: dict[str, Any]) -> str:
             lines.append(_table_row((lien, baseline), label, key, digits, share, ratio))
         if lien is not None:
             codes = lien.get("error_codes") or "none"
-            lines += ["", f"Target: {_verdict(phase, lien, baseline)}. Lien error codes: {codes}."]
+            verdict = f"Target: {_verdict(phase, lien, baseline)}. " if phase in TARGETS else ""
+            lines += ["", f"{verdict}Lien error codes: {codes}."]
         lines.append("")
+    profiles = results.get("lien", {}).get("profiles")
+    if profiles:
+        lines += ["## Where Lien's time goes", "", *profile_markdown(profiles)]
     lines += [
         "CPU is the share of one core over the measured window (100 % = one core), read from "
         "/proc/PID/stat; peak RSS is VmHWM; sockets are the node's open socket descriptors (client "
@@ -253,3 +270,66 @@ def capacity_markdown(context: dict[str, Any], result: dict[str, Any]) -> str:
             "",
         ]
     return "\n".join(lines)
+
+
+def profile_summary(path: Path, top: int = 15) -> dict[str, Any]:
+    """The hottest frames of a py-spy collapsed-stack file: own time and time including callees.
+
+    Only the event loop thread counts (py-spy without ``--idle`` samples
+    threads while they run); frames are ``function (file:line)``.
+    """
+    own: collections.Counter[str] = collections.Counter()
+    including: collections.Counter[str] = collections.Counter()
+    modules: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit() or "Runner.run" not in stack:
+            continue
+        samples = int(count)
+        total += samples
+        frames = stack.split(";")
+        own[frames[-1]] += samples
+        for frame in set(frames):
+            including[frame] += samples
+        for frame in reversed(frames):
+            where = frame.rpartition("(")[2]
+            if where.startswith(("server/", "lien/")) and not where.startswith(
+                ("server/cli", "server/__main__")
+            ):
+                modules[where.split(":")[0]] += samples
+                break
+        else:
+            modules["(no Lien frame: uvicorn, websockets, asyncio)"] += samples
+    share = max(1, total)
+    return {
+        "samples": total,
+        "own": [(frame, round(100 * n / share, 1)) for frame, n in own.most_common(top)],
+        "including": [
+            (frame, round(100 * n / share, 1))
+            for frame, n in including.most_common(top * 4)
+            if ("(server/" in frame or "(lien/" in frame)
+            and "(server/cli" not in frame
+            and "__main__" not in frame
+        ][:top],
+        "nearest_lien_module": [(name, round(100 * n / share, 1)) for name, n in modules.most_common(top)],
+    }
+
+
+def profile_markdown(profiles: dict[str, Any]) -> list[str]:
+    lines = []
+    for phase, summary in profiles.items():
+        lines += [
+            f"### py-spy, Lien node 1, phase `{phase}` ({summary['samples']:,} samples of the event loop "
+            "thread while it ran)",
+            "",
+            "| % | Lien frame, including what it calls |",
+            "| ---: | --- |",
+        ]
+        lines += [f"| {pct} | `{frame}` |" for frame, pct in summary["including"]]
+        lines += ["", "| % | innermost Lien module on the stack |", "| ---: | --- |"]
+        lines += [f"| {pct} | `{name}` |" for name, pct in summary["nearest_lien_module"]]
+        lines += ["", "| % | own time (any frame) |", "| ---: | --- |"]
+        lines += [f"| {pct} | `{frame}` |" for frame, pct in summary["own"]]
+        lines.append("")
+    return lines
