@@ -92,6 +92,8 @@ class PhaseStats:
     errors: collections.Counter[str] = field(default_factory=collections.Counter)
     started: float = 0.0
     ended: float = 0.0
+    abandoned: int = 0
+    """Messages of the phase still undelivered when the driver stopped waiting, after the window."""
 
     def start(self) -> None:
         self.measuring = True
@@ -125,6 +127,7 @@ class PhaseStats:
                 "max": ms(ordered[-1] if ordered else None),
             },
             "errors": dict(self.errors),
+            "undelivered_after_drain": self.abandoned,
         }
 
 
@@ -142,7 +145,7 @@ class Conn:
         self.in_flight = 0
         self.free = asyncio.Event()
         self.peer: str | None = None
-        self.backlog: collections.deque[bytes] = collections.deque()
+        self.backlog: collections.deque[tuple[str, bytes]] = collections.deque()
         """Sends made while ``MAX_SENDS_IN_FLIGHT`` await ``accepted``: they go out as answers come."""
 
     async def open(self) -> None:
@@ -159,19 +162,24 @@ class Conn:
         self.reader = asyncio.create_task(self._read())
         await asyncio.wait_for(self.ready.wait(), 30)
 
-    async def send(self, frame: bytes) -> None:
+    async def send(self, client_id: str, frame: bytes) -> None:
         """Send now, or queue locally while the server's in-flight limit is reached (as the SDK does)."""
         assert self.ws is not None
         if self.backlog or self.device.protocol.pending_count > limits.MAX_SENDS_IN_FLIGHT:
-            self.backlog.append(frame)
+            self.backlog.append((client_id, frame))
             return
         await self.ws.send(frame, text=True)
+
+    def abandon_backlog(self) -> None:
+        """Forget sends still waiting locally (a phase is over and will not wait for them)."""
+        while self.backlog:
+            self.device.protocol.forget(self.backlog.popleft()[0])
 
     async def _send_backlog(self) -> None:
         assert self.ws is not None
         sent_since = self.device.protocol.pending_count - len(self.backlog)
         while self.backlog and sent_since < limits.MAX_SENDS_IN_FLIGHT:
-            await self.ws.send(self.backlog.popleft(), text=True)
+            await self.ws.send(self.backlog.popleft()[1], text=True)
             sent_since += 1
 
     async def _read(self) -> None:
@@ -250,12 +258,13 @@ class Run:
     # --- events ---------------------------------------------------------------------
 
     def on_received(self, conn: Conn, event: Received) -> None:
+        entry = self.outstanding.get(event.client_id)
         phase = self.phase
-        if phase.measuring:
+        # Only what this phase sent counts: a message abandoned by an earlier phase is not a delivery now.
+        if phase.measuring and entry is not None:
             phase.deliveries += 1
             if event.latency_s is not None:
                 phase.latencies.append(event.latency_s)
-        entry = self.outstanding.get(event.client_id)
         if entry is not None:
             entry[1] -= 1
             if entry[1] <= 0:
@@ -363,7 +372,7 @@ class Run:
             client_id, frame = sender.device.send_text(recipient, "bonjour")
             self.outstanding[client_id] = [sender, 1]
             sender.in_flight += 1
-            await sender.send(frame)
+            await sender.send(client_id, frame)
         await self._drain(SETUP_TIMEOUT_S)
 
     async def _create_groups(self, group_size: int) -> None:
@@ -383,8 +392,12 @@ class Run:
         deadline = time.monotonic() + timeout
         while self.outstanding and time.monotonic() < deadline:  # noqa: ASYNC110 - polls a dict
             await asyncio.sleep(0.02)
+        for conn in self.conns:
+            conn.abandon_backlog()
         if self.outstanding:
-            self.on_error("undelivered")
+            self.phase.abandoned = len(self.outstanding)
+            if self.phase.name == "setup":
+                self.on_error("undelivered")
             logger.warning("%d messages still undelivered after %.0f s", len(self.outstanding), timeout)
             for entry in self.outstanding.values():
                 entry[0].in_flight -= 1
@@ -445,7 +458,7 @@ class Run:
             conn.in_flight += 1
             if self.phase.measuring:
                 self.phase.sent += 1
-            await conn.send(frame)
+            await conn.send(client_id, frame)
 
         return send
 
