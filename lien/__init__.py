@@ -9,12 +9,22 @@ from __future__ import annotations
 
 from lien.protocol.errors import LienError
 from lien.sdk.client import Client
-from lien.sdk.events import Event, IdentityChanged, Message, PresenceChange, Receipt, Typing, Undecryptable
+from lien.sdk.events import (
+    Event,
+    GroupChanged,
+    IdentityChanged,
+    Message,
+    PresenceChange,
+    Receipt,
+    Typing,
+    Undecryptable,
+)
 from lien.sdk.trust import IdentityNotAccepted
 
 __all__ = [
     "Client",
     "Event",
+    "GroupChanged",
     "IdentityChanged",
     "IdentityNotAccepted",
     "LienError",

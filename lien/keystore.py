@@ -87,6 +87,8 @@ class GroupRecord(msgspec.Struct):
     """The sender key must be replaced before the next message (someone left, a device changed)."""
     distributed: list[str] = []
     """``user/device`` of the member devices that hold this device's current sender key."""
+    synced: bool = False
+    """True once the member list came from the server (events alone do not list the first members)."""
 
 
 class _Contents(msgspec.Struct, kw_only=True):
@@ -354,6 +356,9 @@ class Keystore:
 
     def sender_key_receiver(self, name: str) -> bytes | None:
         return self._contents.sender_key_receivers.get(name)
+
+    def sender_key_receiver_names(self) -> list[str]:
+        return list(self._contents.sender_key_receivers)
 
     def set_sender_key_receiver(self, name: str, state: bytes | None) -> None:
         if state is None:

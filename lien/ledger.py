@@ -268,6 +268,8 @@ class Verdict:
     """What a proof establishes; ``proven`` only when every check passed."""
 
     findings: list[Finding] = field(default_factory=list)
+    unchecked_keys: set[str] = field(default_factory=set)
+    """Head key ids nobody said were the server's: compare them with ``GET /v1/ledger/keys``."""
 
     @property
     def proven(self) -> bool:

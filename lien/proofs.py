@@ -20,6 +20,7 @@ from lien.crypto.payload import ConversationKind, GroupPayload, verify_payload
 from lien.ledger import (
     DeviceRegistered,
     MessageAccepted,
+    MessageResent,
     Proof,
     ReceiptRecorded,
     Verdict,
@@ -39,13 +40,26 @@ def _when(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
 
 
-def verify_proof(proof: Proof) -> Verdict:
-    """Check every part of ``proof``; each finding says what was checked and whether it holds."""
+def verify_proof(proof: Proof, trusted_keys: set[str] | None = None) -> Verdict:
+    """Check every part of ``proof``; each finding says what was checked and whether it holds.
+
+    A head carries its own public key, so its signature alone only shows
+    that *someone* signed it. ``trusted_keys`` (key ids published by the server,
+    ``GET /v1/ledger/keys``) makes the check that it was the server: without
+    it, the verdict holds on the condition that the key ids printed are the
+    server's (see :attr:`Verdict.unchecked_keys`).
+    """
     verdict = Verdict()
     if not verdict.check(bool(proof.segments), "The bundle holds ledger entries."):
         return verdict
     for segment in proof.segments:
         head = segment.head
+        if trusted_keys is not None:
+            verdict.check(
+                head.key_id in trusted_keys, f"The key {head.key_id} is one the server published as its own."
+            )
+        else:
+            verdict.unchecked_keys.add(head.key_id)
         verdict.check(
             verify_head(head),
             f"The ledger head #{head.seq} is signed by the server key {head.key_id} "
@@ -77,7 +91,15 @@ def verify_proof(proof: Proof) -> Verdict:
         f"The server accepted it on {_when(message.at)}, from {message.sender} "
         f"(device {message.sender_device}) for {to}, and stored {len(message.copies)} ciphertext copies.",
     )
-    copies = {(copy.user, copy.device): copy.sha256 for copy in message.copies}
+    copies: dict[tuple[str, int], set[str]] = {}
+    for copy in message.copies:
+        copies.setdefault((copy.user, copy.device), set()).add(copy.sha256)
+    for item in proof.entries:
+        resent = item.entry
+        if isinstance(resent, MessageResent) and resent.message == proof.message:
+            # A repaired copy (after decrypt-failed) is as valid a ciphertext for its device.
+            for copy in resent.copies:
+                copies.setdefault((copy.user, copy.device), set()).add(copy.sha256)
     for item in proof.entries:
         receipt = item.entry
         if not isinstance(receipt, ReceiptRecorded) or receipt.message != proof.message:
@@ -92,7 +114,7 @@ def _check_receipt(
     verdict: Verdict,
     receipt: ReceiptRecorded,
     devices: dict[tuple[str, int], DeviceRegistered],
-    copies: dict[tuple[str, int], str],
+    copies: dict[tuple[str, int], set[str]],
 ) -> None:
     device = devices.get((receipt.by, receipt.by_device))
     signed = device is not None and verify_signature(
@@ -107,9 +129,9 @@ def _check_receipt(
         ),
         receipt.signature,
     )
-    expected = copies.get((receipt.by, receipt.by_device))
+    expected = copies.get((receipt.by, receipt.by_device), set())
     verdict.check(
-        signed and expected == receipt.sha256,
+        signed and receipt.sha256 in expected,
         f"{receipt.kind.capitalize()} by {receipt.by} (device {receipt.by_device}) on {_when(receipt.at)}, "
         "a receipt signed by that device over the very ciphertext stored for it.",
     )

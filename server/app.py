@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket
 
@@ -18,6 +19,8 @@ from server.http.common import on_http_exception, on_lien_error, on_unexpected
 from server.ledger_signer import LedgerSigner, load_or_create_key
 from server.metrics import Metrics
 from server.presence import make_presence
+from server.ratelimit import make_rate_limiter
+from server.retention import Policy, RetentionTask
 from server.services import Services, now_ms
 from server.settings import Settings
 from server.storage.committer import GroupCommitter
@@ -59,6 +62,9 @@ def create_app(settings: Settings) -> Starlette:
             metrics=Metrics(),
             hub=hub,
             signer=signer,
+            rate_limiter=make_rate_limiter(
+                settings.redis_url, rate=settings.message_rate, burst=settings.message_burst
+            ),
         )
         committer.on_batch = services.metrics.commit_batch.observe
         await broker.start()
@@ -66,6 +72,13 @@ def create_app(settings: Settings) -> Starlette:
         await presence.start()
         committer.start()
         signer.start()
+        retention_task = RetentionTask(
+            database,
+            Policy(settings.message_max_age_days, settings.ledger_retention_days),
+            interval=settings.retention_interval,
+            clock=now_ms,
+        )
+        retention_task.start()
         app.state.services = services
         logger.info(
             "node %s ready (storage %s, broker %s)",
@@ -79,6 +92,8 @@ def create_app(settings: Settings) -> Starlette:
             logger.info("node %s shutting down", settings.effective_node_name)
             await hub.close_all()
             await signer.close()
+            await retention_task.close()
+            await services.rate_limiter.close()
             await committer.close()
             await presence.close()
             await broker.close()
@@ -92,6 +107,7 @@ def create_app(settings: Settings) -> Starlette:
     ]
     return Starlette(
         routes=routes,
+        middleware=[Middleware(web.SecurityHeaders)],
         lifespan=lifespan,
         exception_handlers={
             LienError: on_lien_error,

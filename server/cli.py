@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from lien.protocol import limits
@@ -91,6 +92,75 @@ def read_dotenv(path: Path) -> dict[str, str]:
     return found
 
 
+def _parse_day(value: str) -> int:
+    """``YYYY-MM-DD`` (UTC midnight) or ``YYYY-MM-DDTHH:MM`` to ms since the epoch."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date: {value!r} (YYYY-MM-DD)") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp() * 1000)
+
+
+async def _export(settings: Settings, arguments: argparse.Namespace) -> str:
+    from server.handlers import exports
+    from server.services import now_ms
+    from server.storage.database import Database
+
+    database = Database(settings.effective_database_url)
+    try:
+        export = await exports.build(
+            database,
+            now_ms(),
+            username=arguments.user,
+            organisation=arguments.organisation,
+            start=arguments.start,
+            end=arguments.end,
+        )
+    finally:
+        await database.close()
+    if arguments.format == "html":
+        return exports.to_html(export, now_ms())
+    return exports.to_csv(export)
+
+
+def verify_proof_file(path: Path, keys_file: Path | None = None, key_ids: Sequence[str] = ()) -> int:
+    """Check a proof bundle offline; print what it proves; 0 when every check holds."""
+    import msgspec
+
+    from lien.ledger import proof_decoder
+    from lien.proofs import NOT_PROVEN, verify_proof
+    from lien.protocol.api import LedgerKeys
+
+    try:
+        proof = proof_decoder.decode(path.read_bytes())
+        trusted = set(key_ids) or None
+        if keys_file is not None:
+            published = msgspec.json.decode(keys_file.read_bytes(), type=LedgerKeys)
+            trusted = (trusted or set()) | {key.key_id for key in published.keys}
+    except (OSError, msgspec.MsgspecError) as exc:
+        print(f"cannot read {exc}", file=sys.stderr)
+        return 2
+    verdict = verify_proof(proof, trusted)
+    for finding in verdict.findings:
+        print(("✔ " if finding.ok else "✘ ") + finding.statement)
+    if proof.evidence is None:
+        print("· The bundle holds no signed text: it proves the exchange, not what was said.")
+    print()
+    if not verdict.proven:
+        print("NOT PROVEN: the bundle was altered, reordered or does not match.")
+    elif verdict.unchecked_keys:
+        keys = ", ".join(sorted(verdict.unchecked_keys))
+        print(
+            f"PROVEN, provided {keys} is the server's key: compare with GET /v1/ledger/keys (or pass --keys)."
+        )
+    else:
+        print("PROVEN")
+    print(NOT_PROVEN)
+    return 0 if verdict.proven else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lien", description="Lien secure messaging server")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -98,13 +168,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("serve", "run a server node"),
         ("migrate", "apply database migrations and exit"),
         ("invite", "create a one-time invite code for registration"),
+        ("export", "audit export of an account or an organisation (CSV or printable HTML)"),
     ):
         command = commands.add_parser(name, help=help_text)
         add_arguments(command)
         if name == "invite":
             command.add_argument("--note", default="", help="who the invite is for (stored, not secret)")
             command.add_argument("--days", type=int, default=14, help="days before the code expires")
+        if name == "export":
+            who = command.add_mutually_exclusive_group(required=True)
+            who.add_argument("--user", help="the account to export")
+            who.add_argument("--organisation", help="every account of this organisation (exact name)")
+            command.add_argument(
+                "--from", dest="start", type=_parse_day, help="start, YYYY-MM-DD (default: 3 months ago)"
+            )
+            command.add_argument("--to", dest="end", type=_parse_day, help="end, YYYY-MM-DD (default: now)")
+            command.add_argument("--format", choices=("csv", "html"), default="csv")
+            command.add_argument("--output", type=Path, help="file to write (default: standard output)")
+    check = commands.add_parser("verify-proof", help="check a message's proof bundle offline")
+    check.add_argument(
+        "file", type=Path, help="a bundle from GET /v1/messages/{id}/proof or Client.message_proof"
+    )
+    check.add_argument(
+        "--keys", type=Path, help="the server's published keys (the JSON of GET /v1/ledger/keys)"
+    )
+    check.add_argument("--key-id", action="append", default=[], help="a key id known to be the server's")
     arguments = parser.parse_args(argv)
+    if arguments.command == "verify-proof":
+        return verify_proof_file(arguments.file, arguments.keys, arguments.key_id)
     flags = {option.name: getattr(arguments, option.name, None) for option in OPTIONS}
     try:
         settings = build_settings(flags, {**read_dotenv(Path(".env")), **os.environ})
@@ -116,6 +207,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         _configure_logging(settings.log_level)
         asyncio.run(_migrate(settings))
         print("database is up to date")
+    elif arguments.command == "export":
+        from lien.protocol.errors import LienError
+
+        try:
+            report = asyncio.run(_export(settings, arguments))
+        except LienError as error:
+            print(f"export refused: {error.message}", file=sys.stderr)
+            return 2
+        if arguments.output is None:
+            sys.stdout.write(report)
+        else:
+            arguments.output.write_text(report, encoding="utf-8")
     else:
         code = asyncio.run(_invite(settings, arguments.note, arguments.days))
         print(code)

@@ -41,6 +41,9 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60, 600),
             registry=self.registry,
         )
+        self.rate_limited = Counter(
+            "lien_rate_limited", "Sends refused by an account's fair-use limit", registry=self.registry
+        )
         self.errors = Counter(
             "lien_errors", "Errors answered to clients, by code", ["code"], registry=self.registry
         )

@@ -9,10 +9,10 @@ saying goodbye (SIGKILL, power loss) stops refreshing, and its devices fall
 offline by themselves once their entries expire. Node clocks must agree to well
 within the TTL (NTP).
 
-``device_id`` is whatever identifies one connected device; the server passes a
-key unique to each connection, so a replaced connection going away cannot mark
-its successor offline. Counts are kept per key, so the same key online twice
-needs two ``device_offline`` calls.
+``device_id`` is the server's device id. Counts are kept per device, so a
+device connected twice (a new connection replacing an old one, perhaps on
+another node) needs two ``device_offline`` calls: the old connection going
+away never marks its successor offline.
 """
 
 from __future__ import annotations
@@ -44,6 +44,9 @@ class PresenceStore(Protocol):
 
     async def online(self, user_ids: Sequence[int]) -> set[int]:
         """Those of ``user_ids`` who have at least one device online."""
+
+    async def online_devices(self, user_id: int) -> set[int]:
+        """The user's devices connected on any node (fair use: ``--max-connections-per-account``)."""
 
     async def start(self) -> None: ...
 
@@ -103,6 +106,9 @@ class InMemoryPresence:
 
     async def online(self, user_ids: Sequence[int]) -> set[int]:
         return {user_id for user_id in user_ids if user_id in self._local.by_user}
+
+    async def online_devices(self, user_id: int) -> set[int]:
+        return set(self._local.by_user.get(user_id, ()))
 
 
 class RedisPresence:
@@ -193,6 +199,19 @@ class RedisPresence:
         except UNREACHABLE as exc:
             raise BrokerUnavailable(f"cannot read presence: {exc}") from exc
         return found
+
+    async def online_devices(self, user_id: int) -> set[int]:
+        now = _now_ms()
+        try:
+            entries = await self._client.hgetall(_key(user_id))
+        except UNREACHABLE as exc:
+            raise BrokerUnavailable(f"cannot read presence: {exc}") from exc
+        devices = set()
+        for field, expiry in entries.items():
+            name = field.decode() if isinstance(field, bytes) else str(field)
+            if int(expiry) > now:
+                devices.add(int(name.split(":", 1)[0]))
+        return devices
 
     def _field(self, device_id: int) -> str:
         return f"{device_id}:{self._node}"

@@ -11,6 +11,7 @@ from server.broker import Broker
 from server.ledger_signer import LedgerSigner
 from server.metrics import Metrics
 from server.presence import PresenceStore
+from server.ratelimit import RateLimiter
 from server.settings import Settings
 from server.storage.committer import GroupCommitter
 from server.storage.database import Database
@@ -45,6 +46,7 @@ class Services:
     metrics: Metrics
     hub: Hub
     signer: LedgerSigner
+    rate_limiter: RateLimiter
     clock: Callable[[], int] = now_ms
     user_ids: dict[str, int] = field(default_factory=dict)
     """username -> user id; usernames never change, so entries never go stale."""

@@ -34,6 +34,18 @@ class Settings:
     """Members per group, the creator included (at most ``limits.MAX_GROUP_MEMBERS_CEILING``)."""
     node_name: str = ""
     """Shown in /healthz and logs; defaults to host:port."""
+    message_rate: float = 20.0
+    """Messages per second one account may send on average, across every node (fair use)."""
+    message_burst: int = 60
+    """Messages one account may send at once before the rate applies."""
+    max_connections_per_account: int = limits.MAX_DEVICES_PER_USER
+    """Devices of one account connected at the same time."""
+    message_max_age_days: int = 30
+    """Ciphertext waiting for a device that never acks is deleted after this many days."""
+    ledger_retention_days: int = 3650
+    """Ledger entries (hashes and times, never text) and message metadata are kept this long."""
+    retention_interval: float = 300.0
+    """Seconds between retention passes."""
     ledger_key_file: Path | None = None
     """The ledger signing key (hex Ed25519 seed); None means ``<data_dir>/ledger.key``, created if missing."""
     ledger_sign_interval: float = 1.0
@@ -42,6 +54,12 @@ class Settings:
     """The browser client's folder; None means the ``web_client`` folder next to ``server`` when present."""
 
     def __post_init__(self) -> None:
+        if self.message_max_age_days < 1 or self.ledger_retention_days < self.message_max_age_days:
+            raise ValueError(
+                "message_max_age_days must be at least 1, and ledger_retention_days at least that"
+            )
+        if self.message_rate <= 0 or self.message_burst < 1 or self.max_connections_per_account < 1:
+            raise ValueError("message_rate, message_burst and max_connections_per_account must be positive")
         if not 2 <= self.max_group_members <= limits.MAX_GROUP_MEMBERS_CEILING:
             raise ValueError(f"max_group_members must be from 2 to {limits.MAX_GROUP_MEMBERS_CEILING}")
 
@@ -109,10 +127,21 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "ledger_key_file",
         "--ledger-key-file",
-        "the ledger signing key (default <data-dir>/ledger.key)",
-        secret=True,
+        "the ledger signing key file (default <data-dir>/ledger.key)",
     ),
     Option("ledger_sign_interval", "--ledger-sign-interval", "seconds between signatures of the ledger head"),
+    Option("message_max_age_days", "--message-max-age-days", "days before undelivered ciphertext is deleted"),
+    Option(
+        "ledger_retention_days", "--ledger-retention-days", "days the ledger and message metadata are kept"
+    ),
+    Option("retention_interval", "--retention-interval", "seconds between retention passes"),
+    Option("message_rate", "--message-rate", "messages per second one account may send (fair use)"),
+    Option("message_burst", "--message-burst", "messages one account may send at once"),
+    Option(
+        "max_connections_per_account",
+        "--max-connections-per-account",
+        "devices of one account online at once",
+    ),
     Option("web_dir", "--web-dir", "folder of the browser client to serve at / (default: the bundled one)"),
 )
 

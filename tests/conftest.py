@@ -7,7 +7,7 @@ import pytest
 
 from tests.databases import fresh_postgres_database, require_postgres, sqlite_url
 
-pytest_plugins = ["tests.live", "tests.redis_server"]
+pytest_plugins = ["tests.live", "tests.redis_server", "tests.web"]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -8,8 +8,11 @@ so a missing frame fails the test instead of hanging it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -31,7 +34,13 @@ F = TypeVar("F")
 
 @asynccontextmanager
 async def serving(settings: Settings, *, port: int = 0) -> AsyncIterator[str]:
-    """Serve the app on 127.0.0.1 (a free port unless given); yields its base URL."""
+    """Serve the app on 127.0.0.1 (a free port unless given); yields its base URL.
+
+    A node left on the default data dir gets a temporary one: its ledger key
+    must not land in the working directory.
+    """
+    if settings.data_dir == Settings().data_dir:
+        settings = dataclasses.replace(settings, data_dir=Path(tempfile.mkdtemp(prefix="lien-node-")))
     config = uvicorn.Config(
         create_app(settings),
         host="127.0.0.1",

@@ -227,3 +227,49 @@ async def dump_postgres(database_url: str) -> bytes:
         return b"\n".join(rows)
     finally:
         await connection.close()
+
+
+async def test_a_12_member_group_over_two_nodes_reads_every_message_once_in_one_order(
+    two_nodes: list[LiveNode], tmp_path: Path
+) -> None:
+    names = [f"member{n:02d}" for n in range(12)]
+    members: list[lien.Client] = []
+    try:
+        for index, name in enumerate(names):
+            node = two_nodes[index % 2]
+            client = await lien.Client.register(node.url, name, PASSWORD, keystore=tmp_path / name)
+            await client.connect()
+            members.append(client)
+        team = await members[0].create_group("Réunion de concertation", names[1:])
+
+        async def talk(client: lien.Client) -> list[str]:
+            return [await client.send_text(team, f"{client.username}: point {n}") for n in range(4)]
+
+        senders = members[:4]
+        sent = {
+            client.username: ids
+            for client, ids in zip(senders, await asyncio.gather(*map(talk, senders)), strict=True)
+        }
+        everything = {message for ids in sent.values() for message in ids}
+        orders: dict[str, list[str]] = {}
+        for client in members:
+            expected = everything - set(sent.get(client.username, []))
+            received = [(await client.receive(timeout=60)).id for _ in expected]
+            assert set(received) == expected and len(received) == len(expected)
+            with pytest.raises(TimeoutError):
+                await client.receive(timeout=0.3)
+            orders[client.username] = received
+        # One order for all: any two messages reach every device that gets both in the same order.
+        position = {name: {m: i for i, m in enumerate(order)} for name, order in orders.items()}
+        for first in orders.values():
+            for second_name, second in position.items():
+                common = [m for m in first if m in second]
+                assert common == sorted(common, key=second.__getitem__), second_name
+        # And each sender's own messages keep the order it sent them in.
+        for ids in sent.values():
+            for name, order in position.items():
+                seen = [m for m in ids if m in order]
+                assert seen == sorted(seen, key=order.__getitem__), name
+    finally:
+        for client in members:
+            await client.close()

@@ -230,7 +230,9 @@ async def test_a_group_message_is_stored_once_and_reaches_every_member_device(no
                 assert delivered.to is None
                 assert delivered.key == (keys[0].body if name == "nurse-tablet" else None)
                 signer, (username, device_id) = signers[name]
-                await socket.send(signed_receipt(signer, username, device_id, delivered.message, "read", body))
+                await socket.send(
+                    signed_receipt(signer, username, device_id, delivered.message, "read", body)
+                )
             readers = set()
             while len(readers) < 4:
                 status = await gp.receive_until(frames.Status)
@@ -288,3 +290,22 @@ async def test_group_send_errors(node: Node) -> None:
             )
         )
         assert (await gp.receive_until(frames.Error)).code == "devices-mismatch"
+
+
+async def test_a_member_who_joined_later_cannot_receipt_an_earlier_message(node: Node) -> None:
+    for name in ("generalist", "nurse", "latecomer"):
+        await node.user(name)
+    group = await new_group(node, "generalist", "nurse")
+    body = b"\x03before the latecomer joined"
+    async with node.socket("generalist") as gp:
+        await gp.send(frames.GroupSend(id="early", group=group.id, epoch=group.epoch, body=body))
+        early = await gp.receive_until(frames.Accepted)
+    await node.call("generalist", "POST", f"/v1/groups/{group.id}/members", {"user": "latecomer"})
+    late = node.tokens["latecomer"]
+    async with node.socket("latecomer") as latecomer:
+        receipt = signed_receipt(
+            node.devices["latecomer"], "latecomer", late.device, early.message, "read", body
+        )
+        await latecomer.send(receipt)
+        refused = await latecomer.receive_until(frames.Error)
+        assert (refused.code, refused.ref) == ("not-a-recipient", early.message)

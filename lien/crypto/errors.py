@@ -1,4 +1,7 @@
-"""What can go wrong when a device opens a message or its keystore (docs/protocol.md §3.9, §8.2).
+"""What can go wrong when a device opens a message or its keystore (protocol-crypto §3.9, protocol §8.2).
+
+Specified in docs/protocol-crypto.md §3.9 and docs/protocol-group.md §3.17.10; listed in
+docs/protocol.md §8.2.
 
 These errors happen on the device, never on the server: the server only
 routes ciphertext. Each type has a stable ``code`` that the SDK can record
@@ -39,7 +42,7 @@ class InvalidKey(CryptoError):
     public_message = "A public key is not valid."
 
 
-# --- messages (format 1: §3.15; format 2: §3.7, §3.8) ------------------------
+# --- messages (format 2: §3.7, §3.8) ------------------------------------------
 
 
 class UnsupportedFormat(CryptoError):

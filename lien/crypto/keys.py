@@ -1,11 +1,11 @@
-"""A device's long-term keys and prekeys (docs/protocol.md §3.1 to §3.3).
+"""A device's long-term keys and prekeys (docs/protocol-crypto.md §3.1 to §3.3).
 
 Every device has an *identity*: an Ed25519 signing key pair and an X25519
 key-exchange key pair, generated independently (no key is converted from the
 other). It also publishes a *signed prekey* (an X25519 public key signed by
 the identity signing key, §3.2) and a supply of *one-time prekeys* (§3.3).
-Message format 1 (§3.15) uses only the identity keys; the prekeys are
-published now for the session set-up of the next message format.
+X3DH (§3.5) uses the identity keys and the prekeys to set up the pairwise
+sessions of message format 2.
 
 Private keys live in the typed classes below and never appear in their
 ``repr``. Public keys travel as raw 32-byte strings (base64 in JSON) and are

@@ -55,7 +55,7 @@ class SignedPrekey(Body, frozen=True):
     id: PrekeyId
     key: PublicKey
     signature: Signature
-    """Ed25519 signature by the device's identity signing key (docs/protocol.md §3.2)."""
+    """Ed25519 signature by the device's identity signing key (docs/protocol-crypto.md §3.2)."""
 
 
 class OneTimePrekey(Body, frozen=True):

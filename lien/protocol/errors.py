@@ -306,6 +306,12 @@ class RateLimited(LienError):
     public_message = "Too many requests; retry later."
 
 
+class TooManyConnections(LienError):
+    code = "too-many-connections"
+    close_code = 4429
+    public_message = "Too many devices of this account are connected at once; retry later."
+
+
 class TooSlow(LienError):
     code = "too-slow"
     close_code = 4008

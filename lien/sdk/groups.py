@@ -8,10 +8,11 @@ the events it receives. This module keeps, in the keystore:
 * this device's :class:`~lien.crypto.group.SenderKey` per group;
 * a :class:`~lien.crypto.group.SenderKeyReceiver` per (group, member device).
 
-Rotation rule: whenever a member leaves or is removed, or a member's devices
-change, the sender key is replaced before the next message and distributed to
-the current member devices only, so that nothing a departed member (or a
-removed device) holds opens a later message (docs/protocol-group.md §3.17.9).
+Rotation rule: whenever a member joins, leaves or is removed, or a member's
+devices change, the sender key is replaced before the next message and
+distributed to the current member devices only, so that nothing a departed
+member (or a removed device) holds opens a later message, and a newcomer gets
+no key that opened an earlier one (docs/protocol-group.md §3.17.9).
 """
 
 from __future__ import annotations
@@ -47,10 +48,13 @@ class GroupBook:
         if record is None:
             record = GroupRecord(name=info.name, epoch=info.epoch, members=members)
         else:
-            if set(record.members) - set(members):
-                record.rotate = True
+            if set(record.members) != set(members):
+                record.rotate = True  # someone left or joined: §3.17.9
+            for departed in set(record.members) - set(members):
+                self._forget_receivers(info.id, departed)
             record.name, record.epoch, record.members = info.name, info.epoch, members
         record.active = self._own.user in members
+        record.synced = True
         self._keystore.set_group(info.id, record)
         return record
 
@@ -67,9 +71,11 @@ class GroupBook:
             record.name = event.name
         if event.event == "member-added" and subject is not None and subject not in record.members:
             record.members = sorted([*record.members, subject])
+            record.rotate = True
         if event.event in LEAVING_EVENTS and subject is not None:
             record.members = [member for member in record.members if member != subject]
             record.rotate = True
+            self._forget_receivers(event.group, subject)
             if subject == self._own.user:
                 record.active = False
         if event.event == "devices-changed":
@@ -127,6 +133,13 @@ class GroupBook:
             self._keystore.set_group(group_id, record)
 
     # --- member devices' sender keys ---------------------------------------------
+
+    def _forget_receivers(self, group_id: str, user: str) -> None:
+        """A member left: the sender keys this device held for its devices serve no more."""
+        prefix = f"{group_id}/{user}/"
+        for name in self._keystore.sender_key_receiver_names():
+            if name.startswith(prefix):
+                self._keystore.set_sender_key_receiver(name, None)
 
     def _receiver_name(self, group_id: str, sender: DeviceAddress) -> str:
         return f"{group_id}/{device_name(sender)}"

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from lien.protocol import errors, frames, limits
 from lien.protocol.api import GroupCreate, GroupInfo, GroupList, GroupMember, MemberAdd, Role, RoleChange
 from lien.protocol.codec import encode
-from server.handlers.messaging import announce
+from server.handlers.notify import announce
 from server.handlers.users import resolve_user
 from server.services import Caller, Services
 from server.storage import accounts, devices, messages
@@ -166,6 +166,8 @@ async def add_member(services: Services, caller: Caller, group_id: str, request:
         user_id = await resolve_user(services, connection, request.user)
         if await store.member_role(connection, group_id, user_id) is not None:
             raise errors.AlreadyMember()
+        if await store.group_count_of(connection, user_id) >= limits.MAX_GROUPS_PER_USER:
+            raise errors.InvalidRequest(f"{request.user} is a member of too many groups.")
         if await store.member_count(connection, group_id) >= services.settings.max_group_members:
             raise errors.GroupFull(f"A group has at most {services.settings.max_group_members} members.")
         now = services.clock()

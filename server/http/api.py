@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -21,7 +23,8 @@ from lien.protocol.api import (
     RoleChange,
     SignedPrekey,
 )
-from server.handlers import accounts, directory, groups, keys, messaging, proofs
+from server.handlers import accounts, directory, exports, groups, keys, proofs
+from server.handlers import receipts as receipt_rules
 from server.http.common import authenticated, json_response, parse_body, parse_optional_body, services_of
 from server.storage import accounts as account_store
 
@@ -108,6 +111,37 @@ async def ledger_keys(request: Request) -> Response:
     return json_response(await proofs.ledger_keys(services_of(request)))
 
 
+async def my_export(request: Request) -> Response:
+    """The account's own audit export (GET /v1/me/export?from=YYYY-MM-DD&to=...&format=csv|html)."""
+    caller = await authenticated(request)
+    services = services_of(request)
+    params = request.query_params
+    try:
+        start = _day(params.get("from"))
+        end = _day(params.get("to"))
+    except ValueError:
+        raise errors.InvalidRequest("Dates are YYYY-MM-DD.") from None
+    export = await exports.build(
+        services.database, services.clock(), username=caller.username, start=start, end=end
+    )
+    if params.get("format", "csv") == "html":
+        return Response(exports.to_html(export, services.clock()), media_type="text/html; charset=utf-8")
+    return Response(
+        exports.to_csv(export),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="lien-export.csv"'},
+    )
+
+
+def _day(value: str | None) -> int | None:
+    if not value:
+        return None
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp() * 1000)
+
+
 async def my_devices(request: Request) -> Response:
     caller = await authenticated(request)
     return json_response(await accounts.my_devices(services_of(request), caller))
@@ -134,7 +168,7 @@ async def receipts(request: Request) -> Response:
     caller = await authenticated(request)
     services = services_of(request)
     message_id = request.path_params["message_id"]
-    rows = await messaging.message_receipts(services, caller, message_id)
+    rows = await receipt_rules.message_receipts(services, caller, message_id)
     async with services.database.read() as connection:
         names = await account_store.usernames_by_id(connection, list({row.user_id for row in rows}))
     return json_response(
@@ -195,6 +229,7 @@ routes = [
     Route("/v1/login", login, methods=["POST"]),
     Route("/v1/logout", logout, methods=["POST"]),
     Route("/v1/me", me, methods=["GET", "PATCH"]),
+    Route("/v1/me/export", my_export, methods=["GET"]),
     Route("/v1/directory", directory_search, methods=["GET"]),
     Route("/v1/users/{username}", user_profile, methods=["GET"]),
     Route("/v1/users/{username}/devices", user_devices, methods=["GET"]),

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 SERVED_FOLDERS = ("src", "app", "assets")
 _WRAPPERS = "libsodium-wrappers-sumo/libsodium-wrappers.mjs"
@@ -94,3 +95,26 @@ def routes(web_dir: Path | None) -> list[BaseRoute]:
         if (web_dir / folder).is_dir():
             served.append(Mount(f"/{folder}", StaticFiles(directory=web_dir / folder), name=folder))
     return served
+
+
+class SecurityHeaders:
+    """ASGI middleware: every HTTP response gets ``nosniff`` and ``no-referrer`` (static files included)."""
+
+    _ADDED = ((b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"))
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [(name, value) for name, value in self._ADDED if name not in present]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)

@@ -78,6 +78,17 @@ async def member_role(connection: AsyncConnection, group_id: str, user_id: int) 
     return None if role is None else str(role)
 
 
+async def joined_at(connection: AsyncConnection, group_id: str, user_id: int) -> int | None:
+    """When the user (last) joined the group, or None if it is not a member."""
+    result = await connection.execute(
+        select(group_members.c.joined_at).where(
+            group_members.c.group_id == group_id, group_members.c.user_id == user_id
+        )
+    )
+    joined = result.scalar_one_or_none()
+    return None if joined is None else int(joined)
+
+
 async def member_count(connection: AsyncConnection, group_id: str) -> int:
     result = await connection.execute(
         select(func.count()).select_from(group_members).where(group_members.c.group_id == group_id)

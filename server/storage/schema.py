@@ -169,6 +169,7 @@ inbox = Table(
     Column("frame", LargeBinary, nullable=True),
     # For a group message: this device's copy of the sender key distribution, if any.
     Column("key", LargeBinary, nullable=True),
+    Index("ix_inbox_message", "message_id"),
     Column("created_at", BigInteger, nullable=False),
 )
 

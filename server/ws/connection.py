@@ -18,7 +18,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from lien.protocol import codec, errors, frames, limits
 from server.broker import BrokerUnavailable, Subscription
-from server.handlers import accounts, messaging
+from server.handlers import accounts, envelopes, messaging, receipts
 from server.services import Caller, Services
 from server.storage import devices, messages
 from server.ws import notices
@@ -39,9 +39,6 @@ class DeviceConnection:
         self.services = services
         self.websocket = websocket
         self.id = secrets.token_hex(6)
-        # Presence counts connections, so a replaced connection going away
-        # cannot mark its device's newer connection offline.
-        self.presence_key = int(self.id, 16)
         self.log = _ConnectionLog(logger, {"connection": self.id})
         self.caller: Caller | None = None
         self._outbound: asyncio.Queue[str] = asyncio.Queue(maxsize=limits.OUTBOUND_QUEUE_FRAMES)
@@ -52,7 +49,7 @@ class DeviceConnection:
         self._acked_seq = 0
         self._ack_target = 0
         self._ack_writer: asyncio.Task[None] | None = None
-        self._sends: list[messaging.Envelope] = []
+        self._sends: list[envelopes.Envelope] = []
         self._sends_in_flight = 0
         self._send_writer: asyncio.Task[None] | None = None
         self._receipts: list[frames.Receipt] = []
@@ -68,6 +65,8 @@ class DeviceConnection:
         try:
             caller = await self._authenticate()
             if caller is None:
+                return
+            if not await self._within_connection_limit(caller):
                 return
             self.caller = caller
             await self._start(caller)
@@ -115,6 +114,21 @@ class DeviceConnection:
                     return None
                 await self._send_now(frames.Error(code=error.code, message=error.message))
 
+    async def _within_connection_limit(self, caller: Caller) -> bool:
+        limit = self.services.settings.max_connections_per_account
+        try:
+            online = await self.services.presence.online_devices(caller.user_id)
+        except BrokerUnavailable:
+            return True  # never refuse care for a broken counter
+        if caller.device_id in online or len(online) < limit:
+            return True  # a device taking over its own older connection is always let in
+        await self._close_with(
+            errors.TooManyConnections(
+                f"At most {limit} devices of an account connect at once.", retry_after=5.0
+            )
+        )
+        return False
+
     async def _start(self, caller: Caller) -> None:
         services = self.services
         self.log.info("device %d of user %d connected", caller.device_id, caller.user_id)
@@ -147,7 +161,8 @@ class DeviceConnection:
             self._spawn(self._close_at_expiry(caller.expires_at))
         self._wake.set()
         await self._publish(notices.device_channel(caller.device_id), notices.kick(self.id))
-        if await services.presence.device_online(caller.user_id, self.presence_key):
+        # Counted per device: a replaced connection going away leaves its successor online.
+        if await services.presence.device_online(caller.user_id, caller.device_id):
             await self._publish_presence(caller.user_id, online=True)
 
     async def _close_at_expiry(self, expires_at_ms: int) -> None:
@@ -175,7 +190,7 @@ class DeviceConnection:
             if self._ack_target > self._acked_seq:
                 await messaging.ack(self.services, caller, self._ack_target)
             try:
-                if await self.services.presence.device_offline(caller.user_id, self.presence_key):
+                if await self.services.presence.device_offline(caller.user_id, caller.device_id):
                     await self._publish_presence(caller.user_id, online=False)
             except Exception:
                 self.log.warning("could not record device offline", exc_info=True)
@@ -184,7 +199,9 @@ class DeviceConnection:
     async def _close_with(self, error: errors.LienError) -> None:
         self.services.metrics.errors.labels(error.code).inc()
         try:
-            await self._send_now(frames.Error(code=error.code, message=error.message))
+            await self._send_now(
+                frames.Error(code=error.code, message=error.message, retry_after=error.retry_after)
+            )
             await self.websocket.close(code=error.close_code or 1000, reason=error.code)
         except (WebSocketDisconnect, RuntimeError, ConnectionError):
             pass
@@ -253,7 +270,7 @@ class DeviceConnection:
             case frames.Auth():
                 raise errors.AlreadyAuthenticated()
 
-    def _queue_send(self, caller: Caller, send: messaging.Envelope) -> None:
+    def _queue_send(self, caller: Caller, send: envelopes.Envelope) -> None:
         """Envelopes are stored in the order they arrived, those that queue up meanwhile together."""
         if self._sends_in_flight >= limits.MAX_SENDS_IN_FLIGHT:
             raise errors.TooManyInFlight()
@@ -265,8 +282,19 @@ class DeviceConnection:
     async def _write_sends(self, caller: Caller) -> None:
         while self._sends:
             batch, self._sends = self._sends, []
+            grant = await self.services.rate_limiter.take(caller.user_id, len(batch))
+            if grant.granted < len(batch):
+                # Refuse the tail, in order: the SDK resends it after the delay, order intact.
+                refused = batch[grant.granted :]
+                batch = batch[: grant.granted]
+                self._sends_in_flight -= len(refused)
+                self.services.metrics.rate_limited.inc(len(refused))
+                for send in refused:
+                    self._report(errors.RateLimited(retry_after=grant.retry_after), send.id)
+                if not batch:
+                    continue
             try:
-                answers = await messaging.accept_envelopes(self.services, caller, batch)
+                answers = await envelopes.accept_envelopes(self.services, caller, batch)
             except Exception:
                 self.log.exception("storing %d envelopes failed", len(batch))
                 answers = [errors.InternalError()] * len(batch)
@@ -290,7 +318,7 @@ class DeviceConnection:
         while self._receipts:
             batch, self._receipts = self._receipts, []
             try:
-                outcomes = await messaging.record_receipts(self.services, caller, batch)
+                outcomes = await receipts.record_receipts(self.services, caller, batch)
             except Exception:
                 self.log.exception("recording receipts failed")
                 for receipt in batch:
@@ -408,7 +436,7 @@ class DeviceConnection:
                     frame = entry.frame
                     if frame is None:
                         assert entry.group_message is not None
-                        frame = messaging.group_message_frame(entry.seq, entry.group_message)
+                        frame = envelopes.group_message_frame(entry.seq, entry.group_message)
                     self._push_entry(entry.seq, entry.created_at, frame)
             for seq in [seq for seq in self._pending if seq <= self._pushed_seq]:
                 del self._pending[seq]

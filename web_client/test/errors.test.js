@@ -17,7 +17,7 @@ function pythonErrors() {
 
 test('every Python error class exists here with the same base and code', () => {
   const python = pythonErrors();
-  assert.equal(python.length, 25);
+  assert.equal(python.length, 28);
   for (const { name, base, code } of python) {
     const type = errors[name];
     assert.ok(type, `${name} is missing`);

@@ -124,6 +124,19 @@ export class SessionExhausted extends CryptoError {
   static publicMessage = 'This encrypted session is used up; a new one must be set up.';
 }
 
+// --- groups (docs/protocol-group.md §3.17): the classes and codes only, for now; the group
+// crypto itself comes to the browser in a later version.
+
+export class UnknownSenderKey extends DecryptionFailed {
+  static code = 'unknown-sender-key';
+  static publicMessage = 'The message was encrypted with a group key this device has not received.';
+}
+
+export class InvalidDistribution extends CryptoError {
+  static code = 'invalid-distribution';
+  static publicMessage = "A group key received from a member's device is not valid.";
+}
+
 // --- keystore
 
 export class KeystoreError extends CryptoError {
@@ -154,4 +167,9 @@ export class SessionStateCorrupt extends KeystoreCorrupt {
 export class KeystoreExists extends KeystoreError {
   static code = 'keystore-exists';
   static publicMessage = 'A keystore already exists in this place.';
+}
+
+export class GroupStateCorrupt extends KeystoreCorrupt {
+  static code = 'group-state-corrupt';
+  static publicMessage = 'A stored group key is damaged.';
 }

@@ -1,0 +1,117 @@
+"""Fair use: a token bucket of messages per account, shared by every node (docs/protocol.md §6.10).
+
+Each account may send ``rate`` messages per second on average and ``burst`` at
+once. With Redis the bucket lives there (one Lua script, atomic, on Redis's own
+clock), so the limit holds across nodes; without Redis it lives in the
+process. A refused send is answered ``rate-limited`` with the delay after which
+it will pass; the sender's SDK waits that long and sends again, so nothing is
+lost, and one account's flood cannot slow the others.
+
+If Redis cannot be reached the limiter lets messages through (and logs): a
+care message must never be refused for a broken counter.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from redis.asyncio import Redis
+
+from server.broker.redis import UNREACHABLE, make_command_client
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Grant:
+    granted: int
+    """How many of the messages asked for may go now (the first ones, in order)."""
+    retry_after: float
+    """Seconds until the next one may go; 0 when all were granted."""
+
+
+class RateLimiter(Protocol):
+    async def take(self, account_id: int, count: int) -> Grant: ...
+
+    async def close(self) -> None: ...
+
+
+class InMemoryRateLimiter:
+    def __init__(self, *, rate: float, burst: int) -> None:
+        self._rate = rate
+        self._burst = burst
+        self._buckets: dict[int, tuple[float, float]] = {}
+
+    async def take(self, account_id: int, count: int) -> Grant:
+        now = time.monotonic()
+        tokens, updated = self._buckets.get(account_id, (float(self._burst), now))
+        tokens = min(float(self._burst), tokens + (now - updated) * self._rate)
+        granted = min(count, math.floor(tokens))
+        tokens -= granted
+        self._buckets[account_id] = (tokens, now)
+        if len(self._buckets) > 100_000:
+            self._forget_full(now)
+        return Grant(granted, 0.0 if granted == count else (1 - tokens) / self._rate)
+
+    def _forget_full(self, now: float) -> None:
+        full = [
+            account
+            for account, (tokens, updated) in self._buckets.items()
+            if tokens + (now - updated) * self._rate >= self._burst
+        ]
+        for account in full:
+            del self._buckets[account]
+
+    async def close(self) -> None:
+        self._buckets.clear()
+
+
+_TAKE = """
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local want = tonumber(ARGV[3])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(state[1]) or burst
+local at = tonumber(state[2]) or now
+tokens = math.min(burst, tokens + (now - at) * rate / 1000)
+local granted = math.min(want, math.floor(tokens))
+tokens = tokens - granted
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', now)
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+local wait = 0
+if granted < want then wait = math.ceil((1 - tokens) / rate * 1000) end
+return {granted, wait}
+"""
+
+
+class RedisRateLimiter:
+    def __init__(self, url: str, *, rate: float, burst: int) -> None:
+        self._client: Redis = make_command_client(url)
+        self._rate = rate
+        self._burst = burst
+        self._script = self._client.register_script(_TAKE)
+
+    async def take(self, account_id: int, count: int) -> Grant:
+        try:
+            granted, wait_ms = await self._script(
+                keys=[f"lien:rate:{account_id}"], args=[self._rate, self._burst, count]
+            )
+        except UNREACHABLE:
+            logger.warning("rate limiter: Redis unreachable; letting messages through")
+            return Grant(count, 0.0)
+        return Grant(int(granted), int(wait_ms) / 1000)
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+def make_rate_limiter(redis_url: str | None, *, rate: float, burst: int) -> RateLimiter:
+    if redis_url:
+        return RedisRateLimiter(redis_url, rate=rate, burst=burst)
+    return InMemoryRateLimiter(rate=rate, burst=burst)
