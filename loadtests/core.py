@@ -100,7 +100,16 @@ class Ready:
     pass
 
 
-Event = Received | ReceiptArrived | Accepted | Failed | Ready
+@dataclass(frozen=True, slots=True)
+class RetryLater:
+    """The fair-use limit refused a send: send ``frame`` again after ``after_s``, as the SDK does."""
+
+    client_id: str
+    frame: bytes
+    after_s: float
+
+
+Event = Received | ReceiptArrived | Accepted | Failed | Ready | RetryLater
 
 
 class NeedDevices(Exception):
@@ -151,6 +160,7 @@ class BenchDevice:
         self._tag = secrets.token_hex(3)
         self._handed_out: set[int] = set()
         self._received: collections.OrderedDict[str, bytes] = collections.OrderedDict()
+        self._unaccepted: dict[str, bytes] = {}
 
     # --- registration (docs/protocol.md §4.3) -------------------------------------------
 
@@ -267,7 +277,9 @@ class BenchDevice:
             payload = Payload(own, DeviceAddress(to, device_id), conversation, client_id, sent_at_ms, text)
             body = self.sessions[device_id].encrypt(payload, self.identity)
             copies.append(frames.Copy(device=device_id, body=body))
-        return client_id, self.protocol.send(frames.Send(id=client_id, to=to, copies=copies))
+        frame = self.protocol.send(frames.Send(id=client_id, to=to, copies=copies))
+        self._unaccepted[client_id] = frame
+        return client_id, frame
 
     # --- groups (docs/protocol-group.md) ----------------------------------------------------
 
@@ -305,7 +317,9 @@ class BenchDevice:
         frame = frames.GroupSend(
             id=client_id, group=group_id, epoch=self.group_epochs[group_id], body=body, keys=keys
         )
-        return client_id, self.protocol.send(frame)
+        data = self.protocol.send(frame)
+        self._unaccepted[client_id] = data
+        return client_id, data
 
     # --- receiving --------------------------------------------------------------------------
 
@@ -329,8 +343,13 @@ class BenchDevice:
                 self.protocol.handled(status.seq)
                 return ReceiptArrived(status.message, status.kind, status.by)
             case SendAccepted(accepted=accepted):
+                self._unaccepted.pop(accepted.id, None)
                 return Accepted(accepted.id, accepted.message)
             case SendRefused(client_id=client_id, error=error):
+                frame = self._unaccepted.get(client_id)
+                if error.code == "rate-limited" and frame is not None:
+                    return RetryLater(client_id, frame, float(error.retry_after or 1.0))
+                self._unaccepted.pop(client_id, None)
                 return Failed(error.code, f"send {client_id} refused")
             case ProtocolServerError(error=error):
                 return Failed(error.code, error.message)

@@ -64,6 +64,7 @@ from loadtests.core import (
     Ready,
     ReceiptArrived,
     Received,
+    RetryLater,
 )
 
 logger = logging.getLogger("loadtests.driver")
@@ -170,6 +171,15 @@ class Conn:
             return
         await self.ws.send(frame, text=True)
 
+    def schedule_resend(self, frame: bytes) -> None:
+        self.run.background.add(task := asyncio.ensure_future(self.send_again(frame)))
+        task.add_done_callback(self.run.background.discard)
+
+    async def send_again(self, frame: bytes) -> None:
+        if self.ws is not None:
+            with contextlib.suppress(Exception):
+                await self.ws.send(frame, text=True)
+
     def abandon_backlog(self) -> None:
         """Forget sends still waiting locally (a phase is over and will not wait for them)."""
         while self.backlog:
@@ -206,6 +216,9 @@ class Conn:
                     stats.phase.receipts += stats.phase.measuring
                 elif isinstance(event, Failed):
                     stats.on_error(event.code)
+                elif isinstance(event, RetryLater):
+                    stats.on_error("rate-limited (resent)")
+                    asyncio.get_running_loop().call_later(event.after_s, self.schedule_resend, event.frame)
                 ack = self.device.ack_frame(at_least=16)
                 if ack is not None:
                     await self.ws.send(ack, text=True)
@@ -246,6 +259,7 @@ class Run:
         self.http: list[httpx.AsyncClient] = []
         self.watch: dict[str, int] = dict(self._parse_watch(arguments.watch))
         self.sending = False
+        self.background: set[asyncio.Future[None]] = set()
 
     @staticmethod
     def _parse_watch(items: list[str]) -> list[tuple[str, int]]:

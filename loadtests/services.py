@@ -165,6 +165,11 @@ def start_lien_node(
         "LIEN_DATABASE_URL": database_url,
         "LIEN_NODE_NAME": name,
         "LIEN_LOG_LEVEL": "warning",
+        # A few hundred simulated devices stand for many more people: the per-account fair-use
+        # limit (20 messages/s by default) would pace the load generator, not measure the server.
+        # The limiter still runs (one Redis script call per batch of sends).
+        "LIEN_MESSAGE_RATE": "100000",
+        "LIEN_MESSAGE_BURST": "100000",
     }
     if redis_url:
         env["LIEN_REDIS_URL"] = redis_url

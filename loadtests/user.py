@@ -15,6 +15,7 @@ devices (a conversation), spreads them over the nodes named by ``--nodes``
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
 import logging
@@ -31,7 +32,7 @@ from gevent.queue import Empty, Queue
 from locust import User, events
 
 from lien.protocol import api as bodies
-from lien.protocol import frames
+from lien.protocol import frames, limits
 from loadtests import api
 from loadtests.core import (
     Accepted,
@@ -42,6 +43,7 @@ from loadtests.core import (
     Ready,
     ReceiptArrived,
     Received,
+    RetryLater,
 )
 
 logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -88,6 +90,8 @@ class GeventDevice:
         self.delivery_name = "session set-up"
         """Locust name under which this device reports what it receives."""
         self.unaccepted = 0
+        self.backlog: collections.deque[bytes] = collections.deque()
+        """Sends waiting while ``MAX_SENDS_IN_FLIGHT`` await ``accepted`` (as the SDK queues them)."""
         self.all_accepted = Event()
         self.all_accepted.set()
 
@@ -168,6 +172,7 @@ class GeventDevice:
             case ReceiptArrived():
                 self.inbox.put(event)
             case Accepted():
+                self._send_backlog()
                 self.unaccepted -= 1
                 if self.unaccepted <= 0:
                     self.all_accepted.set()
@@ -175,14 +180,29 @@ class GeventDevice:
                 report(self.delivery_name, 0, error=f"{event.code}: {event.detail}")
             case Ready():
                 self.ready.set()
+            case RetryLater():
+                gevent.spawn_later(event.after_s, self._resend, event.frame)
 
     # --- sending ------------------------------------------------------------------------
+
+    def _resend(self, frame: bytes) -> None:
+        if self.ws is not None:
+            self.ws.send(frame.decode())
 
     def _send(self, frame: bytes) -> None:
         assert self.ws is not None, "connect first"
         self.unaccepted += 1
         self.all_accepted.clear()
+        if self.backlog or self.core.protocol.pending_count > limits.MAX_SENDS_IN_FLIGHT:
+            self.backlog.append(frame)
+            return
         self.ws.send(frame.decode())
+
+    def _send_backlog(self) -> None:
+        in_flight = self.core.protocol.pending_count - len(self.backlog)
+        while self.backlog and self.ws is not None and in_flight < limits.MAX_SENDS_IN_FLIGHT:
+            self.ws.send(self.backlog.popleft().decode())
+            in_flight += 1
 
     def send_text(self, to: str, text: str) -> str:
         if self.core.needs_bundles(to):
