@@ -58,6 +58,7 @@ class Watcher:
         self.profiles: dict[str, Path] = {}
         self.windows: dict[str, dict[str, Any]] = {}
         self._open: dict[str, tuple[float, dict[str, procstat.Sample | None], dict[int, float]]] = {}
+        self._activity: dict[str, dict[str, int]] = {}
 
     def _postgres(self) -> dict[int, float]:
         if self.database is None:
@@ -72,6 +73,8 @@ class Watcher:
     def start(self, phase: str) -> None:
         samples = {name: procstat.sample(pid) for name, pid in self.pids.items()}
         self._open[phase] = (time.monotonic(), samples, self._postgres())
+        if self.database is not None:
+            self._activity[phase] = self.database.activity()
         spy = Path(sys.executable).parent / "py-spy"
         spy_path = str(spy) if spy.exists() else shutil.which("py-spy")
         if self.profile is not None and spy_path:
@@ -105,10 +108,14 @@ class Watcher:
             }
         if self.database is not None:
             cpu = sum(value - pg_before.get(pid, 0.0) for pid, value in pg_after.items())
+            time.sleep(1.0)  # PostgreSQL publishes its statistics about once a second
+            activity = self.database.activity()
+            counted_from = self._activity.pop(phase, {})
             window["postgresql"] = {
                 "cpu_s": round(cpu, 2),
                 "cpu_share": round(cpu / seconds, 3),
                 "backends": len(pg_after),
+                **{key: value - counted_from.get(key, 0) for key, value in activity.items()},
             }
         self.windows[phase] = window
 

@@ -60,6 +60,11 @@ def phase_metrics(kind: str, phase: dict[str, Any]) -> dict[str, Any]:
         "redis_cpu": processes.get("redis", {}).get("cpu_share"),
         "postgresql_cpu": processes.get("postgresql", {}).get("cpu_share"),
     }
+    postgres = processes.get("postgresql", {})
+    if "xact_commit" in postgres:
+        row["pg_transactions_per_delivery"] = round(postgres["xact_commit"] / deliveries, 2)
+        changed = sum(postgres.get(key, 0) for key in ("tup_inserted", "tup_updated", "tup_deleted"))
+        row["pg_rows_written_per_delivery"] = round(changed / deliveries, 2)
     for index, name in enumerate(nodes, 1):
         row[f"node{index}_cpu"] = processes[name].get("cpu_share")
         row[f"node{index}_peak_rss_mib"] = processes[name].get("peak_rss_mib")
@@ -126,6 +131,14 @@ ROWS: list[tuple[str, str, int, bool, bool]] = [
     ("PostgreSQL CPU (bench database's backends)", "postgresql_cpu", 1, True, False),
     ("Redis CPU", "redis_cpu", 1, True, False),
     ("load generator CPU", "load_generator_cpu", 1, True, False),
+    ("PostgreSQL transactions committed per delivery", "pg_transactions_per_delivery", 2, False, False),
+    (
+        "PostgreSQL rows inserted, updated or deleted per delivery",
+        "pg_rows_written_per_delivery",
+        2,
+        False,
+        False,
+    ),
     ("server CPU per delivery, nodes only (µs)", "node_cpu_us_per_delivery", 1, False, True),
     (
         "server CPU per delivery, nodes + Redis + PostgreSQL (µs)",

@@ -123,6 +123,25 @@ class PostgresDatabase:
     def drop(self) -> None:
         asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
 
+    def activity(self) -> dict[str, int]:
+        """Cumulative counters of this database (pg_stat_database): transactions and rows touched."""
+
+        async def query() -> dict[str, int]:
+            import asyncpg
+
+            connection = await asyncpg.connect(POSTGRES_ADMIN_URL)
+            try:
+                row = await connection.fetchrow(
+                    "SELECT xact_commit, xact_rollback, tup_returned, tup_inserted, tup_updated, tup_deleted"
+                    " FROM pg_stat_database WHERE datname = $1",
+                    self.name,
+                )
+            finally:
+                await connection.close()
+            return {} if row is None else {key: int(value) for key, value in row.items()}
+
+        return asyncio.run(query())
+
     def backend_pids(self) -> list[int]:
         async def query() -> list[int]:
             import asyncpg
