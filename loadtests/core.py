@@ -26,7 +26,7 @@ import itertools
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 from lien import ledger
 from lien.crypto import group as group_crypto
@@ -34,7 +34,7 @@ from lien.crypto import session as sessions
 from lien.crypto.errors import CryptoError, NoSession
 from lien.crypto.keys import IdentityKeyPair, OneTimePrekeyPair, PublicIdentity, SignedPrekeyPair
 from lien.crypto.keys import device_registration as registration_body
-from lien.crypto.payload import Conversation, DeviceAddress, GroupPayload, Payload
+from lien.crypto.payload import Conversation, DeviceAddress, GroupPayload, Payload, SignedPayload
 from lien.crypto.x3dh import PrekeyBundle
 from lien.protocol import api, codec, frames
 from lien.protocol.client import ClientProtocol, Connected, Ephemeral, InboxItem, SendAccepted, SendRefused
@@ -391,7 +391,7 @@ class BenchDevice:
         delivered_by: DeviceAddress,
         sender_identity: PublicIdentity,
         conversation: Conversation,
-    ) -> Any:
+    ) -> SignedPayload:
         """§3.7.6 routing: the existing session, or a new one from a prekey message."""
         session = self.sessions.get(delivered_by.device)
         if session is not None:
