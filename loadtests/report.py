@@ -1,0 +1,350 @@
+"""The benchmark report: CSV rows and the Markdown page of ``make bench`` (and of the capacity run)."""
+
+from __future__ import annotations
+
+import collections
+from pathlib import Path
+from typing import Any
+
+PHASE_TITLES = {
+    "pairs": "One to one, closed loop (max throughput)",
+    "rate": "One to one, fixed offered rate of {rate} messages/s",
+    "groups": "Care-team groups, closed loop (max throughput)",
+}
+
+
+def phase_title(phase: str, settings: dict[str, Any]) -> str:
+    kind, _, value = phase.partition(":")
+    rate = float(value or settings.get("rate", 0))
+    return PHASE_TITLES.get(kind, phase).format(rate=f"{rate:,.0f}")
+
+
+TARGETS = {
+    "pairs": ("ratio", 0.35, 5000.0),
+    "groups": ("ratio", 0.65, 30000.0),
+    "rate": ("p99", 50.0, None),
+}
+
+
+def _nodes(kind: str, processes: dict[str, Any]) -> list[str]:
+    return sorted(name for name in processes if name.startswith(f"{kind}-"))
+
+
+def _cpu(processes: dict[str, Any], name: str) -> float:
+    return float(processes.get(name, {}).get("cpu_s", 0.0))
+
+
+def phase_metrics(kind: str, phase: dict[str, Any]) -> dict[str, Any]:
+    processes = phase.get("processes", {})
+    nodes = _nodes(kind, processes)
+    deliveries = max(1, int(phase["deliveries"]))
+    node_cpu = sum(_cpu(processes, name) for name in nodes)
+    server_cpu = node_cpu + _cpu(processes, "redis") + _cpu(processes, "postgresql")
+    row: dict[str, Any] = {
+        "system": kind,
+        "phase": phase["phase"],
+        "seconds": phase["seconds"],
+        "deliveries": phase["deliveries"],
+        "deliveries_per_s": phase["deliveries_per_s"],
+        "messages_per_s": phase["messages_per_s"],
+        "p50_ms": phase["latency_ms"]["p50"],
+        "p95_ms": phase["latency_ms"]["p95"],
+        "p99_ms": phase["latency_ms"]["p99"],
+        "max_ms": phase["latency_ms"]["max"],
+        "errors": sum(phase["errors"].values()),
+        "undelivered_after_drain": phase.get("undelivered_after_drain", 0),
+        "error_codes": " ".join(f"{code}={count}" for code, count in sorted(phase["errors"].items())),
+        "node_cpu_us_per_delivery": round(node_cpu / deliveries * 1e6, 1),
+        "server_cpu_us_per_delivery": round(server_cpu / deliveries * 1e6, 1),
+        "load_generator_cpu": processes.get("load generator", {}).get("cpu_share"),
+        "redis_cpu": processes.get("redis", {}).get("cpu_share"),
+        "postgresql_cpu": processes.get("postgresql", {}).get("cpu_share"),
+    }
+    postgres = processes.get("postgresql", {})
+    if "xact_commit" in postgres:
+        row["pg_transactions_per_delivery"] = round(postgres["xact_commit"] / deliveries, 2)
+        changed = sum(postgres.get(key, 0) for key in ("tup_inserted", "tup_updated", "tup_deleted"))
+        row["pg_rows_written_per_delivery"] = round(changed / deliveries, 2)
+    for index, name in enumerate(nodes, 1):
+        row[f"node{index}_cpu"] = processes[name].get("cpu_share")
+        row[f"node{index}_peak_rss_mib"] = processes[name].get("peak_rss_mib")
+        row[f"node{index}_sockets"] = processes[name].get("sockets")
+    return row
+
+
+def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    found = []
+    for kind, result in results.items():
+        for phase in result["phases"]:
+            if "skipped" not in phase:
+                found.append(phase_metrics(kind, phase))
+    keys: list[str] = []
+    for row in found:
+        keys.extend(key for key in row if key not in keys)
+    return [{key: row.get(key, "") for key in keys} for row in found]
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _share(value: Any) -> str:
+    return "-" if value is None or value == "" else f"{float(value) * 100:.0f} %"
+
+
+def _verdict(phase: str, lien: dict[str, Any], baseline: dict[str, Any] | None) -> str:
+    kind, bound, absolute = TARGETS[phase]
+    if kind == "p99":
+        p99 = lien["p99_ms"]
+        delivered = lien["deliveries_per_s"]
+        met = p99 is not None and p99 <= bound and lien["errors"] == 0
+        return (
+            f"p99 ≤ {bound:.0f} ms at the offered rate: **{'met' if met else 'not met'}** "
+            f"(p99 {_fmt(p99)} ms, {_fmt(delivered)} deliveries/s delivered)"
+        )
+    ratio = None if not baseline else lien["deliveries_per_s"] / max(1e-9, baseline["deliveries_per_s"])
+    met = ratio is not None and ratio >= bound
+    text = f"≥ {bound:.2f} x baseline: **{'met' if met else 'not met'}** (ratio {_fmt(ratio, 2)})"
+    if absolute:
+        reached = lien["deliveries_per_s"] >= absolute
+        text += f"; ≈ {absolute:,.0f} deliveries/s: **{'met' if reached else 'not met'}**"
+    return text
+
+
+ROWS: list[tuple[str, str, int, bool, bool]] = [
+    ("deliveries / s", "deliveries_per_s", 1, False, True),
+    ("messages sent / s", "messages_per_s", 1, False, True),
+    ("latency p50 (ms)", "p50_ms", 2, False, True),
+    ("latency p95 (ms)", "p95_ms", 2, False, True),
+    ("latency p99 (ms)", "p99_ms", 2, False, True),
+    ("latency max (ms)", "max_ms", 2, False, False),
+    ("errors", "errors", 1, False, False),
+    ("still undelivered 30 s after the window", "undelivered_after_drain", 0, False, False),
+    ("node 1 CPU", "node1_cpu", 1, True, False),
+    ("node 2 CPU", "node2_cpu", 1, True, False),
+    ("PostgreSQL CPU (bench database's backends)", "postgresql_cpu", 1, True, False),
+    ("Redis CPU", "redis_cpu", 1, True, False),
+    ("load generator CPU", "load_generator_cpu", 1, True, False),
+    ("PostgreSQL transactions committed per delivery", "pg_transactions_per_delivery", 2, False, False),
+    (
+        "PostgreSQL rows inserted, updated or deleted per delivery",
+        "pg_rows_written_per_delivery",
+        2,
+        False,
+        False,
+    ),
+    ("server CPU per delivery, nodes only (µs)", "node_cpu_us_per_delivery", 1, False, True),
+    (
+        "server CPU per delivery, nodes + Redis + PostgreSQL (µs)",
+        "server_cpu_us_per_delivery",
+        1,
+        False,
+        True,
+    ),
+    ("node 1 peak RSS (MiB)", "node1_peak_rss_mib", 1, False, False),
+    ("node 2 peak RSS (MiB)", "node2_peak_rss_mib", 1, False, False),
+    ("node 1 sockets held", "node1_sockets", 0, False, False),
+    ("node 2 sockets held", "node2_sockets", 0, False, False),
+]
+"""(label, metric, digits, shown as a CPU share, with a Lien / baseline ratio)"""
+
+
+def _table_row(
+    pair: tuple[dict[str, Any] | None, dict[str, Any] | None],
+    label: str,
+    key: str,
+    digits: int,
+    share: bool,
+    ratio: bool,
+) -> str:
+    values = [row.get(key) if row else None for row in pair]
+    shown = [_share(v) if share else _fmt(v, digits) for v in values]
+    quotient = "-"
+    if ratio and all(isinstance(v, (int, float)) and v for v in values):
+        quotient = f"{values[0] / values[1]:.2f}"  # type: ignore[operator]
+    return f"| {label} | {shown[0]} | {shown[1]} | {quotient} |"
+
+
+def markdown(context: dict[str, Any], results: dict[str, Any]) -> str:
+    settings = context["settings"]
+    lines = [
+        f"# Lien benchmark, {context['started']}",
+        "",
+        f"Command: `{context['command']}` (commit `{context['commit']}`), {context['elapsed_s']} s in all.",
+        "",
+        f"Machine: {context['cores']} cores ({context['cpu']}), shared by the load generator, the two "
+        "server nodes, Redis and PostgreSQL. "
+        f"Load average before the run: {' / '.join(f'{v:.2f}' for v in context['load_before'])}; "
+        f"after: {' / '.join(f'{v:.2f}' for v in context['load_after'])} (1 / 5 / 15 min).",
+        "",
+        "Set-up: Lien = two `lien serve` nodes on one fresh PostgreSQL database and one Redis; baseline = "
+        "two bare relay processes (`loadtests/baseline_relay.py`: Starlette + Redis pub/sub, no auth, no "
+        "storage, no crypto) on the same Redis. Both are driven, one after the other, by the same asyncio "
+        "driver (`loadtests/driver.py`, one process, uvloop) with the same settings: "
+        f"{settings['devices']} devices alternating between the two nodes, "
+        f"window {settings['window']} messages per device (one to one), groups of {settings['group_size']} "
+        f"with window {settings['group_window']} per member, fixed-rate phases at the rates in their titles "
+        f"(offered evenly over the paired devices, whatever comes back); {settings['warmup']:.0f} s warm-up "
+        f"then {settings['duration']:.0f} s "
+        "measured per phase. The driver does the real end-to-end crypto for both systems (X3DH + Double "
+        "Ratchet per copy, sender keys in groups, Ed25519 signature on every payload, every delivery "
+        "decrypted and verified before it counts). Latency = sender's clock before encrypting → "
+        "recipient's clock after decrypting and verifying.",
+        "",
+    ]
+    metrics = {kind: {row["phase"]: row for row in rows({kind: result})} for kind, result in results.items()}
+    for kind, result in results.items():
+        for phase in result["phases"]:
+            if "skipped" in phase:
+                lines += [f"*{kind}, {phase['phase']}: skipped ({phase['skipped']}).*", ""]
+    order = [row["phase"] for kind_rows in metrics.values() for row in kind_rows.values()]
+    for phase in dict.fromkeys(order):
+        title = phase_title(phase, settings)
+        lien = metrics.get("lien", {}).get(phase)
+        baseline = metrics.get("baseline", {}).get(phase)
+        if lien is None and baseline is None:
+            continue
+        lines += [f"## {title}", ""]
+        lines += ["| | Lien | baseline | Lien / baseline |", "| --- | ---: | ---: | ---: |"]
+
+        for label, key, digits, share, ratio in ROWS:
+            lines.append(_table_row((lien, baseline), label, key, digits, share, ratio))
+        if lien is not None:
+            codes = lien.get("error_codes") or "none"
+            verdict = f"Target: {_verdict(phase, lien, baseline)}. " if phase in TARGETS else ""
+            lines += ["", f"{verdict}Lien error codes: {codes}."]
+        lines.append("")
+    profiles = results.get("lien", {}).get("profiles")
+    if profiles:
+        lines += ["## Where Lien's time goes", "", *profile_markdown(profiles)]
+    lines += [
+        "CPU is the share of one core over the measured window (100 % = one core), read from "
+        "/proc/PID/stat; peak RSS is VmHWM; sockets are the node's open socket descriptors (client "
+        "WebSockets, PostgreSQL pool, Redis). PostgreSQL CPU sums the backends serving the bench "
+        "database (other databases on the same server are not counted).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def capacity_markdown(context: dict[str, Any], result: dict[str, Any]) -> str:
+    met = (
+        min(result["authenticated"], result["connections_held"]) >= 19000
+        and result["kib_per_connection"] <= 30
+    )
+    lines = [
+        f"# Lien connection capacity, {context['started']}",
+        "",
+        f"Command: `{context['command']}` (commit `{context['commit']}`), {context['elapsed_s']} s in all.",
+        "",
+        f"Machine: {context['cores']} cores ({context['cpu']}); open-file limit "
+        f"{context['nofile']} per process. Load average before: "
+        f"{' / '.join(f'{v:.2f}' for v in context['load_before'])}.",
+        "",
+        "One `lien serve` node on a fresh PostgreSQL database and Redis. Devices (real identity keys and "
+        "signed prekeys) and their session tokens are written straight into the bench database through "
+        "`server.storage` (argon2 hashing 19,000 passwords through the API would take most of an hour); "
+        f"then {result['client_processes']} client processes open one WebSocket per device, send `auth` "
+        "and wait for `ready`, and stay idle. Memory per connection = (node RSS with every device "
+        "connected and idle - node RSS before the first connection) / sockets the node holds then.",
+        "",
+        "| | value |",
+        "| --- | ---: |",
+        f"| devices asked for | {result['devices']:,} |",
+        f"| authenticated and idle (`ready` received) | {result['authenticated']:,} |",
+        f"| failures | {result['failures']:,} |",
+        f"| client sockets the node still holds after {result['idle_s']:.0f} s idle | "
+        f"{result['connections_held']:,} |",
+        f"| node RSS before connections (MiB) | {result['rss_before_mib']:,.1f} |",
+        f"| node RSS with all connected, idle (MiB) | {result['rss_after_mib']:,.1f} |",
+        f"| node peak RSS (MiB) | {result['peak_rss_mib']:,.1f} |",
+        f"| **memory per connection (KiB)** | **{result['kib_per_connection']:,.1f}** |",
+        f"| time to connect and authenticate all (s) | {result['connect_s']:,.1f} |",
+        f"| node CPU while idle, {result['idle_s']:.0f} s (share of a core) "
+        f"| {result['idle_cpu_share'] * 100:.1f} % |",
+        "",
+        "Target: 19,000 idle authenticated connections on one node with ≤ 30 KiB each: "
+        f"**{'met' if met else 'not met'}**.",
+        "",
+    ]
+    baseline = result.get("baseline")
+    if baseline:
+        lines += [
+            "The same measurement, same run, for one baseline relay process (`loadtests/baseline_relay.py`, "
+            "same uvicorn settings, a bare Starlette WebSocket with a Redis subscription per device): "
+            f"{baseline['connections_held']:,} connections held ({baseline['failures']:,} failures), "
+            f"RSS {baseline['rss_before_mib']:,.1f} → {baseline['rss_after_mib']:,.1f} MiB, "
+            f"**{baseline['kib_per_connection']:,.1f} KiB per connection**, all connected in "
+            f"{baseline['connect_s']:,.1f} s.",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def profile_summary(path: Path, top: int = 15) -> dict[str, Any]:
+    """The hottest frames of a py-spy collapsed-stack file: own time and time including callees.
+
+    Only the event loop thread counts (py-spy without ``--idle`` samples
+    threads while they run); frames are ``function (file:line)``.
+    """
+    own: collections.Counter[str] = collections.Counter()
+    including: collections.Counter[str] = collections.Counter()
+    modules: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit() or "Runner.run" not in stack:
+            continue
+        samples = int(count)
+        total += samples
+        frames = stack.split(";")
+        own[frames[-1]] += samples
+        for frame in set(frames):
+            including[frame] += samples
+        for frame in reversed(frames):
+            where = frame.rpartition("(")[2]
+            if where.startswith(("server/", "lien/")) and not where.startswith(
+                ("server/cli", "server/__main__")
+            ):
+                modules[where.split(":")[0]] += samples
+                break
+        else:
+            modules["(no Lien frame: uvicorn, websockets, asyncio)"] += samples
+    share = max(1, total)
+    return {
+        "samples": total,
+        "own": [(frame, round(100 * n / share, 1)) for frame, n in own.most_common(top)],
+        "including": [
+            (frame, round(100 * n / share, 1))
+            for frame, n in including.most_common(top * 4)
+            if ("(server/" in frame or "(lien/" in frame)
+            and "(server/cli" not in frame
+            and "__main__" not in frame
+        ][:top],
+        "nearest_lien_module": [(name, round(100 * n / share, 1)) for name, n in modules.most_common(top)],
+    }
+
+
+def profile_markdown(profiles: dict[str, Any]) -> list[str]:
+    lines = []
+    for phase, summary in profiles.items():
+        lines += [
+            f"### py-spy, Lien node 1, phase `{phase}` ({summary['samples']:,} samples of the event loop "
+            "thread while it ran)",
+            "",
+            "| % | Lien frame, including what it calls |",
+            "| ---: | --- |",
+        ]
+        lines += [f"| {pct} | `{frame}` |" for frame, pct in summary["including"]]
+        lines += ["", "| % | innermost Lien module on the stack |", "| ---: | --- |"]
+        lines += [f"| {pct} | `{name}` |" for name, pct in summary["nearest_lien_module"]]
+        lines += ["", "| % | own time (any frame) |", "| ---: | --- |"]
+        lines += [f"| {pct} | `{frame}` |" for frame, pct in summary["own"]]
+        lines.append("")
+    return lines

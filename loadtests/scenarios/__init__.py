@@ -1,0 +1,1 @@
+"""Locust scenarios: behaviour only, on top of loadtests/user.py."""
