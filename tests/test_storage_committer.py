@@ -249,6 +249,59 @@ async def test_a_transient_failure_costs_a_retry_only(database: Database, commit
     assert await message_ids(database) == ["m-a", "m-b", "m-flaky"]
 
 
+# --- bulk jobs ---------------------------------------------------------------------------
+
+
+async def test_bulk_items_of_a_transaction_reach_one_call_in_queue_order(
+    database: Database, committer: GroupCommitter
+) -> None:
+    [device] = await add_devices(database, 1)
+    batches: list[int] = []
+    committer.on_batch = batches.append
+    calls: list[list[str]] = []
+
+    async def tag_all(connection: AsyncConnection, writes: InboxWrites, items: list[str]) -> list[str]:
+        calls.append(items)
+        queue_entries(writes, "bulk", [device])
+        return [item.upper() for item in items]
+
+    async def plain(connection: AsyncConnection, writes: InboxWrites) -> str:
+        return "plain"
+
+    tasks = [
+        asyncio.create_task(committer.run_bulk(tag_all, "x")),
+        asyncio.create_task(committer.run(plain)),
+        asyncio.create_task(committer.run_bulk(tag_all, "y")),
+    ]
+    committer.start()
+    assert await gather(*tasks) == ["X", "plain", "Y"]
+    assert calls == [["x", "y"]]
+    assert batches == [3]
+    assert await inbox_of(database, device) == [(1, "bulk")]
+
+
+async def test_a_failing_bulk_call_is_retried_item_by_item(
+    database: Database, committer: GroupCommitter, caplog: pytest.LogCaptureFixture
+) -> None:
+    [device] = await add_devices(database, 1)
+    calls: list[list[str]] = []
+
+    async def fragile(connection: AsyncConnection, writes: InboxWrites, items: list[str]) -> list[str]:
+        calls.append(items)
+        queue_entries(writes, "+".join(items), [device])
+        if "bad" in items:
+            raise RuntimeError("a programming error")
+        return items
+
+    tasks = [asyncio.create_task(committer.run_bulk(fragile, item)) for item in ("a", "bad", "b")]
+    committer.start()
+    a, failure, b = await gather(*tasks)
+    assert (a, b) == ("a", "b")
+    assert isinstance(failure, RuntimeError)
+    assert calls == [["a", "bad", "b"], ["a"], ["bad"], ["b"]]
+    assert await inbox_of(database, device) == [(1, "a"), (2, "b")]
+
+
 async def test_close_fails_jobs_still_queued(database: Database) -> None:
     committer = GroupCommitter(database)  # never started
 

@@ -87,21 +87,10 @@ async def accept_envelopes(
             answers.append(None)
             checked.append(send)
 
-    async def store(connection: AsyncConnection, writes: InboxWrites) -> list[Stored | errors.LienError]:
-        outcomes: list[Stored | errors.LienError] = []
-        for send in checked:
-            try:
-                if isinstance(send, frames.Resend):
-                    outcomes.append(await _store_resend(services, connection, writes, caller, send))
-                elif isinstance(send, frames.GroupSend):
-                    outcomes.append(await _store_group_send(services, connection, writes, caller, send))
-                else:
-                    outcomes.append(await _store_envelope(services, connection, writes, caller, send))
-            except errors.LienError as refusal:
-                outcomes.append(refusal)
-        return outcomes
-
-    outcomes = iter(await services.committer.run(store) if checked else [])
+    stored: list[Stored | errors.LienError] = []
+    if checked:
+        stored = await services.committer.run_bulk(_store_batches, _DeviceBatch(services, caller, checked))
+    outcomes = iter(stored)
     announced: list[messages.QueuedEntry] = []
     results: list[frames.Accepted | errors.LienError] = []
     for send, answer in zip(sends, answers, strict=True):
@@ -133,34 +122,142 @@ async def accept_envelopes(
     return results
 
 
-async def _store_envelope(
-    services: Services, connection: AsyncConnection, writes: InboxWrites, caller: Caller, send: frames.Send
-) -> Stored:
-    """Check one envelope (raising before any write), then store it and queue its inbox entries."""
-    recipient_id = await resolve_user(services, connection, send.to)
-    addressed = await devices.device_ids_of(connection, list({recipient_id, caller.user_id}))
-    expected = set(addressed) - {caller.device_id}
-    given = {copy.device for copy in send.copies}
-    if given != expected:
-        raise errors.DevicesMismatch(
-            details={"missing": sorted(expected - given), "extra": sorted(given - expected)}
-        )
-    now = services.clock()
-    message_id = new_message_id(now)
-    stored = messages.StoredMessage(
-        id=message_id,
-        sender_user_id=caller.user_id,
-        sender_device_id=caller.device_id,
-        recipient_user_id=recipient_id,
-        client_id=send.id,
-        created_at=now,
+@dataclass(frozen=True)
+class _DeviceBatch:
+    """One connection's checked envelopes, stored in their order within a shared transaction."""
+
+    services: Services
+    caller: Caller
+    sends: list[Envelope]
+
+
+@dataclass(frozen=True)
+class _Addressed:
+    """A one-to-one envelope whose copies match the addressed devices, its message row ready to insert."""
+
+    recipient_id: int
+    owners: dict[int, int]
+    """device id -> user id for the devices addressed (the recipient's and the sender's others)."""
+    row: messages.StoredMessage
+
+
+async def _store_batches(
+    connection: AsyncConnection, writes: InboxWrites, batches: list[_DeviceBatch]
+) -> list[list[Stored | errors.LienError]]:
+    """Store the envelopes of every connection in this transaction; one outcome list per batch.
+
+    One-to-one envelopes are checked and inserted together: one query for the
+    addressed devices, one multi-row insert, one lookup for resends, one insert
+    for new contacts, however many there are. Inbox entries and ledger records
+    are still queued in each connection's order, so what one device sends
+    reaches every inbox in that order. Group envelopes and resends are stored
+    one by one (each locks its group or reads its message).
+    """
+    services = batches[0].services
+    addressed = await _address_one_to_one(connection, batches)
+    ready = [found for found in addressed.values() if isinstance(found, _Addressed)]
+    inserted = await messages.insert_messages_once(connection, [found.row for found in ready])
+    earlier = await messages.messages_by_client_ids(
+        connection,
+        [
+            (found.row.sender_device_id, found.row.client_id)
+            for found in ready
+            if found.row.id not in inserted
+        ],
     )
-    # One statement in the common case; a resend (same client id) inserts nothing and is answered duplicate.
-    if not await messages.insert_message_once(connection, stored):
-        existing = await messages.message_by_client_id(connection, caller.device_id, send.id)
-        if existing is None or existing.recipient_user_id != recipient_id:
-            raise errors.IdempotencyConflict()
-        return Stored(existing.id, existing.created_at, duplicate=True, recipient_id=recipient_id, entries=[])
+    contact_pairs: set[tuple[int, int]] = set()
+    results: list[list[Stored | errors.LienError]] = []
+    for batch_index, batch in enumerate(batches):
+        outcomes: list[Stored | errors.LienError] = []
+        for send_index, send in enumerate(batch.sends):
+            outcome: Stored | errors.LienError
+            try:
+                if isinstance(send, frames.Resend):
+                    outcome = await _store_resend(services, connection, writes, batch.caller, send)
+                elif isinstance(send, frames.GroupSend):
+                    outcome = await _store_group_send(services, connection, writes, batch.caller, send)
+                else:
+                    found = addressed[batch_index, send_index]
+                    if isinstance(found, errors.LienError):
+                        raise found
+                    if found.row.id in inserted:
+                        outcome = _queue_envelope(writes, batch.caller, send, found)
+                        if found.recipient_id != batch.caller.user_id:
+                            contact_pairs.add((batch.caller.user_id, found.recipient_id))
+                            contact_pairs.add((found.recipient_id, batch.caller.user_id))
+                    else:
+                        outcome = _duplicate_of(earlier.get((batch.caller.device_id, send.id)), found)
+            except errors.LienError as refusal:
+                outcome = refusal
+            outcomes.append(outcome)
+        results.append(outcomes)
+    fresh = contact_pairs - services.known_contacts
+    if fresh:
+        await messages.add_contacts(connection, fresh, services.clock())
+    return results
+
+
+async def _address_one_to_one(
+    connection: AsyncConnection, batches: list[_DeviceBatch]
+) -> dict[tuple[int, int], _Addressed | errors.LienError]:
+    """For each one-to-one envelope, by (batch index, send index): its checked row, or why it is refused."""
+    services = batches[0].services
+    found: dict[tuple[int, int], _Addressed | errors.LienError] = {}
+    recipients: dict[tuple[int, int], int] = {}
+    for batch_index, batch in enumerate(batches):
+        for send_index, send in enumerate(batch.sends):
+            if not isinstance(send, frames.Send):
+                continue
+            try:
+                recipients[batch_index, send_index] = await resolve_user(services, connection, send.to)
+            except errors.LienError as refusal:
+                found[batch_index, send_index] = refusal
+    if not recipients:
+        return found
+    users = set(recipients.values()) | {batches[batch_index].caller.user_id for batch_index, _ in recipients}
+    owners = await devices.device_ids_of(connection, sorted(users))
+    devices_of: dict[int, set[int]] = {}
+    for device_id, user_id in owners.items():
+        devices_of.setdefault(user_id, set()).add(device_id)
+    for (batch_index, send_index), recipient_id in recipients.items():
+        caller = batches[batch_index].caller
+        send = batches[batch_index].sends[send_index]
+        assert isinstance(send, frames.Send)
+        targets = devices_of.get(recipient_id, set()) | devices_of.get(caller.user_id, set())
+        expected = targets - {caller.device_id}
+        given = {copy.device for copy in send.copies}
+        if given != expected:
+            found[batch_index, send_index] = errors.DevicesMismatch(
+                details={"missing": sorted(expected - given), "extra": sorted(given - expected)}
+            )
+            continue
+        now = services.clock()
+        row = messages.StoredMessage(
+            id=new_message_id(now),
+            sender_user_id=caller.user_id,
+            sender_device_id=caller.device_id,
+            recipient_user_id=recipient_id,
+            client_id=send.id,
+            created_at=now,
+        )
+        found[batch_index, send_index] = _Addressed(
+            recipient_id, {device_id: owners[device_id] for device_id in targets}, row
+        )
+    return found
+
+
+def _duplicate_of(existing: messages.StoredMessage | None, found: _Addressed) -> Stored:
+    """The answer to a resend of an accepted envelope (same device, same client id)."""
+    if existing is None or existing.recipient_user_id != found.recipient_id:
+        raise errors.IdempotencyConflict()
+    return Stored(
+        existing.id, existing.created_at, duplicate=True, recipient_id=found.recipient_id, entries=[]
+    )
+
+
+def _queue_envelope(writes: InboxWrites, caller: Caller, send: frames.Send, found: _Addressed) -> Stored:
+    """Queue the inbox entries, copy hashes and ledger record of a one-to-one envelope just inserted."""
+    message_id, now = found.row.id, found.row.created_at
     hashes = [(copy.device, hashlib.sha256(copy.body).digest()) for copy in send.copies]
     writes.copy_hashes.extend((message_id, device, sha256) for device, sha256 in hashes)
     writes.record(
@@ -172,7 +269,7 @@ async def _store_envelope(
             recipient=send.to,
             copies=[
                 chain.CopyHash(
-                    user=caller.username if addressed[device] == caller.user_id else send.to,
+                    user=caller.username if found.owners[device] == caller.user_id else send.to,
                     device=device,
                     sha256=sha256.hex(),
                 )
@@ -187,12 +284,7 @@ async def _store_envelope(
         writes.add(copy.device, INBOX_MESSAGE, message_id, now, deliver_frame(copy.body))
         for copy in send.copies
     ]
-    if recipient_id != caller.user_id:
-        pairs = [(caller.user_id, recipient_id), (recipient_id, caller.user_id)]
-        fresh = [pair for pair in pairs if pair not in services.known_contacts]
-        if fresh:
-            await messages.add_contacts(connection, fresh, now)
-    return Stored(message_id, now, duplicate=False, recipient_id=recipient_id, entries=entries)
+    return Stored(message_id, now, duplicate=False, recipient_id=found.recipient_id, entries=entries)
 
 
 async def _store_resend(

@@ -13,6 +13,10 @@ the devices in id order, so that two transactions (two workers, two nodes)
 never deadlock and each device's sequence numbers commit in order. Jobs must
 not update ``devices`` rows themselves, for the same reason.
 
+A bulk job (:meth:`GroupCommitter.run_bulk`) handles all the items of its kind
+in a transaction in one call, in queue order, so that its statements are paid
+once per transaction instead of once per item.
+
 Contract: a job raises a :class:`LienError` only *before* it writes anything,
 so the batch can carry on without it. Any other exception rolls the whole
 transaction back and every job of the batch is retried alone, so one bad job
@@ -95,12 +99,22 @@ class InboxWrites:
 
 
 Job = Callable[[AsyncConnection, InboxWrites], Awaitable[T]]
+ItemT = TypeVar("ItemT")
+BulkJob = Callable[[AsyncConnection, InboxWrites, list[ItemT]], Awaitable[list[T]]]
+"""Jobs of one kind run together: one call with every item of the transaction, one result per item.
+
+It refuses an item by returning the refusal as that item's result, never by
+raising (the other items carry on); anything it raises sinks the transaction
+like a job's exception.
+"""
 
 
 @dataclass
 class _Pending:
-    job: Job[Any]
+    job: Job[Any] | None
     future: asyncio.Future[Any]
+    bulk: BulkJob[Any, Any] | None = None
+    item: Any = None
     outcome: tuple[bool, Any] | None = field(default=None)
 
 
@@ -121,6 +135,16 @@ class GroupCommitter:
         self._tasks: list[asyncio.Task[None]] = []
         self.on_batch: Callable[[int], None] | None = None
         """Called with each committed batch's size (metrics)."""
+
+    @property
+    def worker_count(self) -> int:
+        """How many transactions may be open at once."""
+        return self._workers
+
+    @property
+    def waiting(self) -> int:
+        """Jobs queued and not yet taken by a transaction."""
+        return self._queue.qsize()
 
     def start(self) -> None:
         if not self._tasks:
@@ -144,6 +168,16 @@ class GroupCommitter:
         """Run ``job`` in the next shared transaction; returns once it has committed."""
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Pending(job, future))
+        return await future
+
+    async def run_bulk(self, bulk: BulkJob[ItemT, T], item: ItemT) -> T:
+        """Hand ``item`` to ``bulk`` in the next shared transaction, with every item of its kind there.
+
+        The statements a kind of write needs are then paid once per
+        transaction rather than once per item.
+        """
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Pending(None, future, bulk, item))
         return await future
 
     async def _work(self) -> None:
@@ -190,14 +224,23 @@ class GroupCommitter:
     async def _commit_together(self, batch: list[_Pending]) -> None:
         async with self._database.write() as connection:
             writes = InboxWrites()
+            kinds: dict[BulkJob[Any, Any], list[_Pending]] = {}
             for pending in batch:
                 pending.outcome = None
                 if pending.future.cancelled():
                     continue
+                if pending.bulk is not None:
+                    kinds.setdefault(pending.bulk, []).append(pending)
+                    continue
+                assert pending.job is not None
                 try:
                     pending.outcome = (True, await pending.job(connection, writes))
                 except LienError as refusal:
                     pending.outcome = (False, refusal)
+            for bulk, members in kinds.items():
+                results = await bulk(connection, writes, [pending.item for pending in members])
+                for pending, result in zip(members, results, strict=True):
+                    pending.outcome = (True, result)
             await messages.write_inboxes(connection, writes.entries, writes.acks)
             await messages.insert_copy_hashes(connection, writes.copy_hashes)
             await ledger.append(connection, writes.ledger, self._clock())

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, case, delete, func, insert, select, update
+from sqlalchemy import Table, case, delete, func, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.expression import Insert
@@ -108,6 +108,45 @@ async def insert_message_once(connection: AsyncConnection, message: StoredMessag
         )
     )
     return bool(result.rowcount == 1)
+
+
+async def insert_messages_once(connection: AsyncConnection, batch: Sequence[StoredMessage]) -> set[str]:
+    """Insert one-to-one messages in one statement; the ids of those inserted.
+
+    A message left out reused its device's client id (a resend): see
+    :func:`messages_by_client_ids`.
+    """
+    if not batch:
+        return set()
+    # Executemany with RETURNING: SQLAlchemy packs it into multi-row INSERTs ("insertmanyvalues").
+    result = await connection.execute(
+        _insert_ignoring_conflicts(connection, messages).returning(messages.c.id),
+        [
+            {
+                "id": message.id,
+                "sender_user_id": message.sender_user_id,
+                "sender_device_id": message.sender_device_id,
+                "recipient_user_id": message.recipient_user_id,
+                "client_id": message.client_id,
+                "created_at": message.created_at,
+            }
+            for message in batch
+        ],
+    )
+    return {row.id for row in result}
+
+
+async def messages_by_client_ids(
+    connection: AsyncConnection, keys: Sequence[tuple[int, str]]
+) -> dict[tuple[int, str], StoredMessage]:
+    """The stored messages for these (sender device id, client id) pairs, by pair."""
+    if not keys:
+        return {}
+    rows = await connection.execute(
+        select(messages).where(tuple_(messages.c.sender_device_id, messages.c.client_id).in_(list(keys)))
+    )
+    found = (_message_from(row) for row in rows)
+    return {(message.sender_device_id, message.client_id): message for message in found}
 
 
 async def insert_message(connection: AsyncConnection, message: StoredMessage) -> None:

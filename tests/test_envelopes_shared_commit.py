@@ -1,0 +1,191 @@
+"""Envelopes from several devices stored in one shared transaction (server/handlers/envelopes.py).
+
+The group committer hands every connection's envelopes of a transaction to
+one bulk job: one-to-one rows are checked and inserted together. These tests
+hold the committer so that several devices' batches meet in one transaction,
+then check each outcome is what that envelope alone would have got, and that
+each device's envelopes reach the inboxes and the ledger in the order sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from lien import ledger as chain
+from lien.protocol import errors, frames
+from lien.protocol.api import Profile
+from lien.protocol.codec import decode_server_frame
+from server.app import create_app
+from server.handlers.envelopes import accept_envelopes
+from server.services import Caller, Services
+from server.settings import Settings
+from server.storage import accounts, devices, messages
+from server.storage import ledger as ledger_store
+from server.storage.committer import InboxWrites
+from server.storage.schema import contacts
+from tests.keys import new_device
+
+TIMEOUT = 20.0
+
+
+@pytest.fixture
+async def services(database_url: str, tmp_path: Path) -> AsyncIterator[Services]:
+    app = create_app(Settings(database_url=database_url, data_dir=tmp_path))
+    async with app.router.lifespan_context(app):
+        yield app.state.services
+
+
+async def add_user(services: Services, username: str, device_count: int) -> list[Caller]:
+    async with services.database.write() as connection:
+        user_id = await accounts.create_user(
+            connection, username=username, password_hash="x", profile=Profile(display_name=username), now=1
+        )
+        device_ids = [
+            await devices.add_device(
+                connection, user_id=user_id, registration=new_device(prekeys=0).registration, now=1
+            )
+            for _ in range(device_count)
+        ]
+    return [Caller(user_id, username, device_id, session_id=0) for device_id in device_ids]
+
+
+def send(client_id: str, to: str, device_ids: list[int], body: bytes = b"ciphertext") -> frames.Send:
+    return frames.Send(
+        id=client_id, to=to, copies=[frames.Copy(device=device, body=body) for device in device_ids]
+    )
+
+
+class HeldCommitter:
+    """Keeps every worker of the app's committer busy until released, so that jobs pile up."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.release = asyncio.Event()
+        self.holding: list[asyncio.Task[Any]] = []
+        self.held = 0
+        self.batches: list[int] = []
+
+    async def __aenter__(self) -> HeldCommitter:
+        async def hold(connection: AsyncConnection, writes: InboxWrites) -> None:
+            self.held += 1
+            await self.release.wait()
+
+        # One at a time: a worker takes every job queued when it starts a transaction.
+        for worker in range(self.services.committer.worker_count):
+            self.holding.append(asyncio.create_task(self.services.committer.run(hold)))
+            async with asyncio.timeout(TIMEOUT):
+                while self.held <= worker:
+                    await asyncio.sleep(0.005)
+        self.services.committer.on_batch = self.batches.append
+        return self
+
+    async def queued(self, count: int) -> None:
+        """Wait until ``count`` jobs wait behind the held workers."""
+        async with asyncio.timeout(TIMEOUT):
+            while self.services.committer.waiting < count:
+                await asyncio.sleep(0.005)
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release.set()
+        await asyncio.gather(*self.holding)
+
+
+async def test_batches_of_several_devices_share_a_transaction_and_keep_their_outcomes(
+    services: Services,
+) -> None:
+    alice = await add_user(services, "alice", 2)
+    bob = await add_user(services, "bob", 2)
+    [carol] = await add_user(services, "carol", 1)
+    bob_devices = [caller.device_id for caller in bob]
+    to_bob_from_alice = [*bob_devices, alice[1].device_id]
+    alice_batch = [
+        send("a-1", "bob", to_bob_from_alice),
+        send("a-1", "bob", to_bob_from_alice),  # the same client id again, in the same transaction
+        send("a-2", "nobody", [bob_devices[0]]),
+        send("a-3", "bob", bob_devices),  # alice's other device is missing
+        send("a-4", "bob", to_bob_from_alice),
+    ]
+    carol_batch = [send("a-1", "bob", bob_devices)]  # another device may use the same client id
+    bob_batch = [send("b-1", "alice", [alice[0].device_id, alice[1].device_id, bob[1].device_id])]
+
+    async with HeldCommitter(services) as held:
+        tasks = [
+            asyncio.create_task(accept_envelopes(services, alice[0], alice_batch)),
+            asyncio.create_task(accept_envelopes(services, carol, carol_batch)),
+            asyncio.create_task(accept_envelopes(services, bob[0], bob_batch)),
+        ]
+        await held.queued(3)
+    async with asyncio.timeout(TIMEOUT):
+        from_alice, from_carol, from_bob = await asyncio.gather(*tasks)
+
+    assert 3 in held.batches  # the three devices' envelopes met in one transaction
+    first, again, unknown, mismatch, fourth = from_alice
+    assert isinstance(first, frames.Accepted) and not first.duplicate
+    assert isinstance(again, frames.Accepted) and again.duplicate and again.message == first.message
+    assert isinstance(unknown, errors.UnknownUser)
+    assert isinstance(mismatch, errors.DevicesMismatch)
+    assert mismatch.details == {"missing": [alice[1].device_id], "extra": []}
+    assert isinstance(fourth, frames.Accepted) and not fourth.duplicate
+    [carols] = from_carol
+    assert isinstance(carols, frames.Accepted) and carols.message != first.message
+    [bobs] = from_bob
+    assert isinstance(bobs, frames.Accepted)
+
+    # Each device's envelopes reach an inbox in the order sent; nothing refused was stored.
+    async with services.database.read() as connection:
+        bob_inbox = await messages.read_inbox(connection, bob_devices[0], after_seq=0, limit=100)
+        alice_other_inbox = await messages.read_inbox(connection, alice[1].device_id, after_seq=0, limit=100)
+        stored_ids = {
+            message.id
+            for message in [
+                await messages.get_message(connection, answer.message)
+                for answer in (first, fourth, carols, bobs)
+            ]
+            if message is not None
+        }
+        entries = await ledger_store.entries_about(
+            connection, [first.message, fourth.message, carols.message, bobs.message]
+        )
+        contact_rows = {
+            (row.user_id, row.contact_id)
+            for row in await connection.execute(select(contacts.c.user_id, contacts.c.contact_id))
+        }
+    alice_sent = [first.message, fourth.message]
+    bob_received = [_message_of(entry.frame) for entry in bob_inbox]
+    assert [message for message in bob_received if message in alice_sent] == alice_sent
+    assert {_message_of(entry.frame) for entry in bob_inbox} == {
+        first.message,
+        fourth.message,
+        carols.message,
+    }
+    assert {_message_of(entry.frame) for entry in alice_other_inbox} == {
+        first.message,
+        fourth.message,
+        bobs.message,
+    }
+    assert stored_ids == {first.message, fourth.message, carols.message, bobs.message}
+
+    accepted = [entry.entry for entry in entries]
+    assert all(isinstance(entry, chain.MessageAccepted) for entry in accepted)
+    alice_order = [
+        entry.message
+        for entry in accepted
+        if isinstance(entry, chain.MessageAccepted) and entry.sender == "alice"
+    ]
+    assert alice_order == alice_sent
+    alice_id, bob_id, carol_id = alice[0].user_id, bob[0].user_id, carol.user_id
+    assert contact_rows == {(alice_id, bob_id), (bob_id, alice_id), (carol_id, bob_id), (bob_id, carol_id)}
+
+
+def _message_of(frame: bytes | None) -> str:
+    assert frame is not None
+    deliver = decode_server_frame(frame)
+    assert isinstance(deliver, frames.Deliver)
+    return deliver.message
