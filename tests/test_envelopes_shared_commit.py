@@ -27,6 +27,7 @@ from server.handlers.envelopes import accept_envelopes
 from server.services import Caller, Services
 from server.settings import Settings
 from server.storage import accounts, devices, messages
+from server.storage import groups as group_store
 from server.storage import ledger as ledger_store
 from server.storage.committer import InboxWrites
 from server.storage.schema import contacts
@@ -189,3 +190,109 @@ def _message_of(frame: bytes | None) -> str:
     deliver = decode_server_frame(frame)
     assert isinstance(deliver, frames.Deliver)
     return deliver.message
+
+
+async def make_group(services: Services, group_id: str, members: list[Caller]) -> int:
+    """A group of these users; returns its epoch."""
+    async with services.database.write() as connection:
+        await group_store.create_group(
+            connection, group_id=group_id, name="Soins", created_by=members[0].user_id, now=1
+        )
+        for member in {caller.user_id: caller for caller in members}.values():
+            await group_store.add_member(connection, group_id, member.user_id, "member", now=1)
+        return await group_store.record_event(
+            connection,
+            group_id,
+            kind="created",
+            actor_id=members[0].user_id,
+            subject_id=None,
+            detail="",
+            now=1,
+        )
+
+
+def group_send(client_id: str, group_id: str, epoch: int, keys: list[int] | None = None) -> frames.GroupSend:
+    return frames.GroupSend(
+        id=client_id,
+        group=group_id,
+        epoch=epoch,
+        body=b"group ciphertext",
+        keys=[frames.Copy(device=device, body=b"key") for device in keys or []],
+    )
+
+
+async def test_group_and_one_to_one_envelopes_of_several_devices_keep_each_devices_order(
+    services: Services,
+) -> None:
+    alice = await add_user(services, "alice", 1)
+    bob = await add_user(services, "bob", 2)
+    [carol] = await add_user(services, "carol", 1)
+    epoch = await make_group(services, "GCARE", [alice[0], bob[0]])
+    other_epoch = await make_group(services, "GOTHER", [bob[0], carol])
+    bob_devices = [caller.device_id for caller in bob]
+    alice_batch = [
+        send("a-1", "bob", bob_devices),
+        group_send("a-2", "GCARE", epoch, keys=[bob_devices[0]]),
+        send("a-3", "bob", bob_devices),
+        group_send("a-2", "GCARE", epoch),  # a resend: answered duplicate
+        group_send("a-4", "GCARE", epoch + 1),  # an epoch the group has not reached
+        group_send("a-5", "GNOPE", 1),
+        group_send("a-6", "GCARE", epoch, keys=[carol.device_id]),  # carol is not in the group
+    ]
+    carol_batch = [group_send("c-1", "GCARE", epoch), group_send("c-2", "GOTHER", other_epoch)]
+
+    async with HeldCommitter(services) as held:
+        tasks = [
+            asyncio.create_task(accept_envelopes(services, alice[0], alice_batch)),
+            asyncio.create_task(accept_envelopes(services, carol, carol_batch)),
+        ]
+        await held.queued(2)
+    async with asyncio.timeout(TIMEOUT):
+        from_alice, from_carol = await asyncio.gather(*tasks)
+
+    assert 2 in held.batches
+    first, grouped, third, again, stale, unknown, mismatch = from_alice
+    assert all(isinstance(answer, frames.Accepted) for answer in (first, grouped, third, again))
+    assert isinstance(again, frames.Accepted) and again.duplicate and again.message == grouped.message
+    assert isinstance(stale, errors.StaleMembership) and stale.details == {"epoch": epoch}
+    assert isinstance(unknown, errors.UnknownGroup)
+    assert isinstance(mismatch, errors.DevicesMismatch)
+    assert mismatch.details == {"missing": [], "extra": [carol.device_id]}
+    not_member, other = from_carol
+    assert isinstance(not_member, errors.NotAMember)
+    assert isinstance(other, frames.Accepted) and not other.duplicate
+
+    async with services.database.read() as connection:
+        first_device = await messages.read_inbox(connection, bob_devices[0], after_seq=0, limit=100)
+        second_device = await messages.read_inbox(connection, bob_devices[1], after_seq=0, limit=100)
+        entries = await ledger_store.entries_about(
+            connection, [first.message, grouped.message, third.message, other.message]
+        )
+    alice_sent = [first.message, grouped.message, third.message]
+    for inbox in (first_device, second_device):
+        received = [_delivered(entry) for entry in inbox]
+        assert [message for message, _ in received if message in alice_sent] == alice_sent
+        assert {message for message, _ in received} == {*alice_sent, other.message}
+    # The sender key copy went to the one device it was for.
+    assert [key for message, key in map(_delivered, first_device) if message == grouped.message] == [b"key"]
+    assert [key for message, key in map(_delivered, second_device) if message == grouped.message] == [None]
+    ledger_order = [
+        entry.entry.message for entry in entries if isinstance(entry.entry, chain.MessageAccepted)
+    ]
+    assert [message for message in ledger_order if message in alice_sent] == alice_sent
+    group_record = next(
+        entry.entry
+        for entry in entries
+        if isinstance(entry.entry, chain.MessageAccepted) and entry.entry.message == grouped.message
+    )
+    assert isinstance(group_record, chain.MessageAccepted)
+    assert [(copy.user, copy.device) for copy in group_record.copies] == [
+        ("bob", d) for d in sorted(bob_devices)
+    ]
+
+
+def _delivered(entry: messages.PendingEntry) -> tuple[str, bytes | None]:
+    """(message id, sender key copy) of an inbox entry, one-to-one or group."""
+    if entry.group_message is not None:
+        return entry.group_message.message_id, entry.group_message.key
+    return _message_of(entry.frame), None

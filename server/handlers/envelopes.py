@@ -133,12 +133,17 @@ class _DeviceBatch:
 
 @dataclass(frozen=True)
 class _Addressed:
-    """A one-to-one envelope whose copies match the addressed devices, its message row ready to insert."""
+    """An envelope whose copies match the devices it addresses, its message row ready to insert."""
 
-    recipient_id: int
-    owners: dict[int, int]
-    """device id -> user id for the devices addressed (the recipient's and the sender's others)."""
     row: messages.StoredMessage
+    owners: dict[int, int]
+    """device id -> user id for every device addressed but the sender's."""
+    usernames: dict[int, str]
+    """user id -> username of those devices' owners."""
+
+
+_Place = tuple[int, int]
+"""An envelope's place in a transaction: (batch index, index in its batch)."""
 
 
 async def _store_batches(
@@ -146,15 +151,21 @@ async def _store_batches(
 ) -> list[list[Stored | errors.LienError]]:
     """Store the envelopes of every connection in this transaction; one outcome list per batch.
 
-    One-to-one envelopes are checked and inserted together: one query for the
-    addressed devices, one multi-row insert, one lookup for resends, one insert
-    for new contacts, however many there are. Inbox entries and ledger records
-    are still queued in each connection's order, so what one device sends
-    reaches every inbox in that order. Group envelopes and resends are stored
-    one by one (each locks its group or reads its message).
+    One-to-one and group envelopes are checked and inserted together: one
+    lock-and-read of the groups, one of their members, one query for the
+    devices of every user involved, one multi-row insert, one lookup for
+    resends and one insert for new contacts, however many envelopes there
+    are. Inbox entries and ledger records are then queued in each
+    connection's order, so what one device sends reaches every inbox in that
+    order. Resends (§6.6) are stored one by one at their place.
+
+    The group rows are held (``FOR SHARE``, in id order) until commit, so a
+    membership change cannot slip between the epoch check and the entries: a
+    member removed before this commits never gets the message, one removed
+    after was a member when it was sent.
     """
     services = batches[0].services
-    addressed = await _address_one_to_one(connection, batches)
+    addressed = await _address(connection, batches)
     ready = [found for found in addressed.values() if isinstance(found, _Addressed)]
     inserted = await messages.insert_messages_once(connection, [found.row for found in ready])
     earlier = await messages.messages_by_client_ids(
@@ -168,25 +179,27 @@ async def _store_batches(
     contact_pairs: set[tuple[int, int]] = set()
     results: list[list[Stored | errors.LienError]] = []
     for batch_index, batch in enumerate(batches):
+        caller = batch.caller
         outcomes: list[Stored | errors.LienError] = []
         for send_index, send in enumerate(batch.sends):
             outcome: Stored | errors.LienError
             try:
                 if isinstance(send, frames.Resend):
-                    outcome = await _store_resend(services, connection, writes, batch.caller, send)
+                    outcome = await _store_resend(services, connection, writes, caller, send)
+                    outcomes.append(outcome)
+                    continue
+                found = addressed[batch_index, send_index]
+                if isinstance(found, errors.LienError):
+                    raise found
+                if found.row.id not in inserted:
+                    outcome = _duplicate_of(earlier.get((caller.device_id, send.id)), found.row, caller)
                 elif isinstance(send, frames.GroupSend):
-                    outcome = await _store_group_send(services, connection, writes, batch.caller, send)
+                    outcome = _queue_group_send(writes, caller, send, found)
                 else:
-                    found = addressed[batch_index, send_index]
-                    if isinstance(found, errors.LienError):
-                        raise found
-                    if found.row.id in inserted:
-                        outcome = _queue_envelope(writes, batch.caller, send, found)
-                        if found.recipient_id != batch.caller.user_id:
-                            contact_pairs.add((batch.caller.user_id, found.recipient_id))
-                            contact_pairs.add((found.recipient_id, batch.caller.user_id))
-                    else:
-                        outcome = _duplicate_of(earlier.get((batch.caller.device_id, send.id)), found)
+                    outcome = _queue_envelope(writes, caller, send, found)
+                    if outcome.recipient_id != caller.user_id:
+                        contact_pairs.add((caller.user_id, outcome.recipient_id))
+                        contact_pairs.add((outcome.recipient_id, caller.user_id))
             except errors.LienError as refusal:
                 outcome = refusal
             outcomes.append(outcome)
@@ -197,38 +210,48 @@ async def _store_batches(
     return results
 
 
-async def _address_one_to_one(
+async def _address(
     connection: AsyncConnection, batches: list[_DeviceBatch]
-) -> dict[tuple[int, int], _Addressed | errors.LienError]:
-    """For each one-to-one envelope, by (batch index, send index): its checked row, or why it is refused."""
+) -> dict[_Place, _Addressed | errors.LienError]:
+    """For each one-to-one and group envelope, by its place: its checked row, or why it is refused."""
     services = batches[0].services
-    found: dict[tuple[int, int], _Addressed | errors.LienError] = {}
-    recipients: dict[tuple[int, int], int] = {}
+    found: dict[_Place, _Addressed | errors.LienError] = {}
+    recipients: dict[_Place, int] = {}
+    group_sends: dict[_Place, frames.GroupSend] = {}
     for batch_index, batch in enumerate(batches):
         for send_index, send in enumerate(batch.sends):
-            if not isinstance(send, frames.Send):
-                continue
-            try:
-                recipients[batch_index, send_index] = await resolve_user(services, connection, send.to)
-            except errors.LienError as refusal:
-                found[batch_index, send_index] = refusal
-    if not recipients:
-        return found
+            if isinstance(send, frames.GroupSend):
+                group_sends[batch_index, send_index] = send
+            elif isinstance(send, frames.Send):
+                try:
+                    recipients[batch_index, send_index] = await resolve_user(services, connection, send.to)
+                except errors.LienError as refusal:
+                    found[batch_index, send_index] = refusal
+    group_ids = sorted({send.group for send in group_sends.values()})
+    group_rows = await group_store.get_groups(connection, group_ids, lock=True) if group_ids else {}
+    members = await group_store.member_names(connection, sorted(group_rows)) if group_rows else {}
     users = set(recipients.values()) | {batches[batch_index].caller.user_id for batch_index, _ in recipients}
-    owners = await devices.device_ids_of(connection, sorted(users))
-    devices_of: dict[int, set[int]] = {}
+    users.update(user_id for names in members.values() for user_id in names)
+    owners = await devices.device_ids_of(connection, sorted(users)) if users else {}
+    devices_of: dict[int, list[int]] = {}
     for device_id, user_id in owners.items():
-        devices_of.setdefault(user_id, set()).add(device_id)
-    for (batch_index, send_index), recipient_id in recipients.items():
-        caller = batches[batch_index].caller
-        send = batches[batch_index].sends[send_index]
+        devices_of.setdefault(user_id, []).append(device_id)
+
+    for place, recipient_id in recipients.items():
+        caller = batches[place[0]].caller
+        send = batches[place[0]].sends[place[1]]
         assert isinstance(send, frames.Send)
-        targets = devices_of.get(recipient_id, set()) | devices_of.get(caller.user_id, set())
-        expected = targets - {caller.device_id}
+        usernames = {recipient_id: send.to, caller.user_id: caller.username}
+        targets = {
+            device_id
+            for user_id in usernames
+            for device_id in devices_of.get(user_id, [])
+            if device_id != caller.device_id
+        }
         given = {copy.device for copy in send.copies}
-        if given != expected:
-            found[batch_index, send_index] = errors.DevicesMismatch(
-                details={"missing": sorted(expected - given), "extra": sorted(given - expected)}
+        if given != targets:
+            found[place] = errors.DevicesMismatch(
+                details={"missing": sorted(targets - given), "extra": sorted(given - targets)}
             )
             continue
         now = services.clock()
@@ -240,24 +263,86 @@ async def _address_one_to_one(
             client_id=send.id,
             created_at=now,
         )
-        found[batch_index, send_index] = _Addressed(
-            recipient_id, {device_id: owners[device_id] for device_id in targets}, row
-        )
+        found[place] = _Addressed(row, {device_id: owners[device_id] for device_id in targets}, usernames)
+
+    for place, group_send in group_sends.items():
+        caller = batches[place[0]].caller
+        try:
+            found[place] = _address_group_send(
+                services, caller, group_send, group_rows.get(group_send.group), members, devices_of
+            )
+        except errors.LienError as refusal:
+            found[place] = refusal
     return found
 
 
-def _duplicate_of(existing: messages.StoredMessage | None, found: _Addressed) -> Stored:
-    """The answer to a resend of an accepted envelope (same device, same client id)."""
-    if existing is None or existing.recipient_user_id != found.recipient_id:
+def _address_group_send(
+    services: Services,
+    caller: Caller,
+    send: frames.GroupSend,
+    group: group_store.GroupRow | None,
+    members: dict[str, dict[int, str]],
+    devices_of: dict[int, list[int]],
+) -> _Addressed:
+    """Check a group envelope against its group (read and locked) and its members' devices (§6.7)."""
+    if group is None:
+        raise errors.UnknownGroup()
+    usernames = members[send.group]
+    if caller.user_id not in usernames:
+        raise errors.NotAMember()
+    if send.epoch != group.epoch:
+        # A resend of an accepted message encrypted for an older epoch is re-encrypted by the
+        # client for the new one under the same client id, and then answered as a duplicate.
+        raise errors.StaleMembership(details={"epoch": group.epoch})
+    owners = {
+        device_id: user_id
+        for user_id in usernames
+        for device_id in devices_of.get(user_id, [])
+        if device_id != caller.device_id
+    }
+    keyed = {copy.device for copy in send.keys}
+    if len(keyed) != len(send.keys):
+        raise errors.MalformedFrame("Each device may appear only once in `keys`.")
+    extra = sorted(keyed - set(owners))
+    if extra:
+        raise errors.DevicesMismatch(details={"missing": [], "extra": extra})
+    now = services.clock()
+    row = messages.StoredMessage(
+        id=new_message_id(now),
+        sender_user_id=caller.user_id,
+        sender_device_id=caller.device_id,
+        recipient_user_id=None,
+        client_id=send.id,
+        created_at=now,
+        group_id=send.group,
+        body=send.body,
+    )
+    return _Addressed(row, owners, usernames)
+
+
+def _duplicate_of(
+    existing: messages.StoredMessage | None, row: messages.StoredMessage, caller: Caller
+) -> Stored:
+    """The answer to a resend of an accepted envelope (same device, same client id, same addressee)."""
+    if (
+        existing is None
+        or existing.recipient_user_id != row.recipient_user_id
+        or existing.group_id != row.group_id
+    ):
         raise errors.IdempotencyConflict()
     return Stored(
-        existing.id, existing.created_at, duplicate=True, recipient_id=found.recipient_id, entries=[]
+        existing.id,
+        existing.created_at,
+        duplicate=True,
+        recipient_id=row.recipient_user_id or caller.user_id,
+        entries=[],
     )
 
 
 def _queue_envelope(writes: InboxWrites, caller: Caller, send: frames.Send, found: _Addressed) -> Stored:
     """Queue the inbox entries, copy hashes and ledger record of a one-to-one envelope just inserted."""
     message_id, now = found.row.id, found.row.created_at
+    assert found.row.recipient_user_id is not None
     hashes = [(copy.device, hashlib.sha256(copy.body).digest()) for copy in send.copies]
     writes.copy_hashes.extend((message_id, device, sha256) for device, sha256 in hashes)
     writes.record(
@@ -268,11 +353,7 @@ def _queue_envelope(writes: InboxWrites, caller: Caller, send: frames.Send, foun
             sender_device=caller.device_id,
             recipient=send.to,
             copies=[
-                chain.CopyHash(
-                    user=caller.username if found.owners[device] == caller.user_id else send.to,
-                    device=device,
-                    sha256=sha256.hex(),
-                )
+                chain.CopyHash(user=found.usernames[found.owners[device]], device=device, sha256=sha256.hex())
                 for device, sha256 in hashes
             ],
             at=now,
@@ -284,7 +365,50 @@ def _queue_envelope(writes: InboxWrites, caller: Caller, send: frames.Send, foun
         writes.add(copy.device, INBOX_MESSAGE, message_id, now, deliver_frame(copy.body))
         for copy in send.copies
     ]
-    return Stored(message_id, now, duplicate=False, recipient_id=found.recipient_id, entries=entries)
+    return Stored(message_id, now, duplicate=False, recipient_id=found.row.recipient_user_id, entries=entries)
+
+
+def _queue_group_send(
+    writes: InboxWrites, caller: Caller, send: frames.GroupSend, found: _Addressed
+) -> Stored:
+    """Queue an entry for every member device but the sender's, and the ledger record (§6.7).
+
+    The ciphertext is stored once, in the message row; each entry holds only
+    that device's sender key copy, if any.
+    """
+    message_id, now = found.row.id, found.row.created_at
+    targets = sorted(found.owners)
+    body_sha256 = hashlib.sha256(send.body).hexdigest()
+    writes.record(
+        chain.MessageAccepted(
+            message=message_id,
+            client_id=send.id,
+            sender=caller.username,
+            sender_device=caller.device_id,
+            group=send.group,
+            copies=[
+                chain.CopyHash(user=found.usernames[found.owners[device]], device=device, sha256=body_sha256)
+                for device in targets
+            ],
+            at=now,
+        ),
+        message_id,
+    )
+    keys = {copy.device: copy.body for copy in send.keys}
+    build = _group_deliver_builder(message_id, caller, send.group, send.body, now)
+    entries = [
+        writes.add(
+            device_id,
+            INBOX_GROUP_MESSAGE,
+            message_id,
+            now,
+            build(keys.get(device_id)),
+            key=keys.get(device_id),
+            store_frame=False,
+        )
+        for device_id in targets
+    ]
+    return Stored(message_id, now, duplicate=False, recipient_id=caller.user_id, entries=entries)
 
 
 async def _store_resend(
@@ -336,91 +460,6 @@ async def _store_resend(
         writes.add(copy.device, INBOX_MESSAGE, message.id, now, build(copy.body)) for copy in resend.copies
     ]
     return Stored(message.id, now, duplicate=False, recipient_id=caller.user_id, entries=entries, resent=True)
-
-
-async def _store_group_send(
-    services: Services,
-    connection: AsyncConnection,
-    writes: InboxWrites,
-    caller: Caller,
-    send: frames.GroupSend,
-) -> Stored:
-    """Store a group message once and queue an entry for every member device but the sender's (§6.7).
-
-    The group row is held (``FOR SHARE``) until commit, so a membership change
-    cannot slip between the epoch check and the entries: a member removed
-    before this commits never gets the message, one removed after was a member
-    when it was sent.
-    """
-    group = await group_store.get_group(connection, send.group, lock=True)
-    if group is None:
-        raise errors.UnknownGroup()
-    members = {
-        member.user_id: member.username for member in await group_store.members(connection, send.group)
-    }
-    if caller.user_id not in members:
-        raise errors.NotAMember()
-    if send.epoch != group.epoch:
-        # A resend of an accepted message encrypted for an older epoch is re-encrypted by the
-        # client for the new one under the same client id, and then answered as a duplicate.
-        raise errors.StaleMembership(details={"epoch": group.epoch})
-    device_owners = await devices.device_ids_of(connection, list(members))
-    targets = sorted(set(device_owners) - {caller.device_id})
-    keys = {copy.device: copy.body for copy in send.keys}
-    if len(keys) != len(send.keys):
-        raise errors.MalformedFrame("Each device may appear only once in `keys`.")
-    extra = sorted(set(keys) - set(targets))
-    if extra:
-        raise errors.DevicesMismatch(details={"missing": [], "extra": extra})
-    now = services.clock()
-    message_id = new_message_id(now)
-    stored = messages.StoredMessage(
-        id=message_id,
-        sender_user_id=caller.user_id,
-        sender_device_id=caller.device_id,
-        recipient_user_id=None,
-        client_id=send.id,
-        created_at=now,
-        group_id=send.group,
-        body=send.body,
-    )
-    if not await messages.insert_message_once(connection, stored):
-        existing = await messages.message_by_client_id(connection, caller.device_id, send.id)
-        if existing is None or existing.group_id != send.group:
-            raise errors.IdempotencyConflict()
-        return Stored(
-            existing.id, existing.created_at, duplicate=True, recipient_id=caller.user_id, entries=[]
-        )
-    body_sha256 = hashlib.sha256(send.body).hexdigest()
-    writes.record(
-        chain.MessageAccepted(
-            message=message_id,
-            client_id=send.id,
-            sender=caller.username,
-            sender_device=caller.device_id,
-            group=send.group,
-            copies=[
-                chain.CopyHash(user=members[device_owners[device]], device=device, sha256=body_sha256)
-                for device in targets
-            ],
-            at=now,
-        ),
-        message_id,
-    )
-    build = _group_deliver_builder(message_id, caller, send.group, send.body, now)
-    entries = [
-        writes.add(
-            device_id,
-            INBOX_GROUP_MESSAGE,
-            message_id,
-            now,
-            build(keys.get(device_id)),
-            key=keys.get(device_id),
-            store_frame=False,
-        )
-        for device_id in targets
-    ]
-    return Stored(message_id, now, duplicate=False, recipient_id=caller.user_id, entries=entries)
 
 
 def _deliver_builder(

@@ -57,6 +57,33 @@ async def get_group(connection: AsyncConnection, group_id: str, *, lock: bool = 
     return GroupRow(row.id, row.name, row.created_by, row.created_at, row.epoch)
 
 
+async def get_groups(
+    connection: AsyncConnection, group_ids: list[str], *, lock: bool = False
+) -> dict[str, GroupRow]:
+    """The groups that exist among ``group_ids``; ``lock`` holds their rows as :func:`get_group` does.
+
+    Rows are locked in id order, the order every transaction locks several groups in.
+    """
+    query = select(groups).where(groups.c.id.in_(group_ids)).order_by(groups.c.id)
+    if lock and connection.dialect.name == "postgresql":
+        query = query.with_for_update(read=True)
+    rows = await connection.execute(query)
+    return {row.id: GroupRow(row.id, row.name, row.created_by, row.created_at, row.epoch) for row in rows}
+
+
+async def member_names(connection: AsyncConnection, group_ids: list[str]) -> dict[str, dict[int, str]]:
+    """For each of these groups: user id -> username of its members."""
+    rows = await connection.execute(
+        select(group_members.c.group_id, group_members.c.user_id, users.c.username)
+        .join(users, users.c.id == group_members.c.user_id)
+        .where(group_members.c.group_id.in_(group_ids))
+    )
+    found: dict[str, dict[int, str]] = {group_id: {} for group_id in group_ids}
+    for row in rows:
+        found[row.group_id][row.user_id] = row.username
+    return found
+
+
 async def members(connection: AsyncConnection, group_id: str) -> list[MemberRow]:
     """Members in the order they joined."""
     rows = await connection.execute(

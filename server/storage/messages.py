@@ -111,7 +111,7 @@ async def insert_message_once(connection: AsyncConnection, message: StoredMessag
 
 
 async def insert_messages_once(connection: AsyncConnection, batch: Sequence[StoredMessage]) -> set[str]:
-    """Insert one-to-one messages in one statement; the ids of those inserted.
+    """Insert messages in one statement; the ids of those inserted.
 
     A message left out reused its device's client id (a resend): see
     :func:`messages_by_client_ids`.
@@ -129,6 +129,9 @@ async def insert_messages_once(connection: AsyncConnection, batch: Sequence[Stor
                 "recipient_user_id": message.recipient_user_id,
                 "client_id": message.client_id,
                 "created_at": message.created_at,
+                "group_id": message.group_id,
+                "body": message.body,
+                "body_sha256": None if message.body is None else hashlib.sha256(message.body).digest(),
             }
             for message in batch
         ],
