@@ -249,6 +249,40 @@ async def test_a_transient_failure_costs_a_retry_only(database: Database, commit
     assert await message_ids(database) == ["m-a", "m-b", "m-flaky"]
 
 
+# --- acks --------------------------------------------------------------------------------
+
+
+async def test_acks_of_several_devices_in_one_transaction_each_purge_up_to_their_own_seq(
+    database: Database, committer: GroupCommitter
+) -> None:
+    first, second, third = await add_devices(database, 3)
+    committer.start()
+
+    async def fill(connection: AsyncConnection, writes: InboxWrites) -> None:
+        for tag in ("m1", "m2", "m3", "m4"):
+            queue_entries(writes, tag, [first, second, third])
+
+    await committer.run(fill)
+
+    async def ack(connection: AsyncConnection, writes: InboxWrites) -> None:
+        writes.ack(first, 3)
+        writes.ack(second, 1)
+        writes.ack(second, 2)  # the highest ack of a device wins
+
+    await committer.run(ack)
+
+    async def ack_back(connection: AsyncConnection, writes: InboxWrites) -> None:
+        writes.ack(first, 1)  # an older ack purges nothing more and does not move the ack back
+
+    await committer.run(ack_back)
+    assert await inbox_of(database, first) == [(4, "m4")]
+    assert await inbox_of(database, second) == [(3, "m3"), (4, "m4")]
+    assert [tag for _, tag in await inbox_of(database, third)] == ["m1", "m2", "m3", "m4"]
+    async with database.read() as connection:
+        acked = {device: await messages.acked_seq(connection, device) for device in (first, second, third)}
+    assert acked == {first: 3, second: 2, third: 0}
+
+
 # --- bulk jobs ---------------------------------------------------------------------------
 
 

@@ -211,8 +211,7 @@ async def write_inboxes(
             .with_for_update(key_share=True)
         )
     await _append_to_inboxes(connection, entries)
-    for device_id in sorted(acks):
-        await ack_up_to(connection, device_id, acks[device_id])
+    await _apply_acks(connection, acks)
 
 
 async def _append_to_inboxes(connection: AsyncConnection, entries: Sequence[QueuedEntry]) -> None:
@@ -328,11 +327,23 @@ async def acked_seq(connection: AsyncConnection, device_id: int) -> int:
     return int(result.scalar_one_or_none() or 0)
 
 
-async def ack_up_to(connection: AsyncConnection, device_id: int, seq: int) -> None:
-    """Purge everything up to ``seq`` from the device's inbox and remember the ack."""
-    await connection.execute(delete(inbox).where(inbox.c.device_id == device_id, inbox.c.seq <= seq))
+async def _apply_acks(connection: AsyncConnection, acks: Mapping[int, int]) -> None:
+    """For every device (id -> acked seq): purge its inbox up to that seq and remember the ack.
+
+    Two statements however many devices acked: they run while the device rows
+    are locked, so each round trip held here delays every transaction
+    waiting for one of those devices.
+    """
+    if not acks:
+        return
+    device_ids = sorted(acks)
+    acked = case(dict(acks), value=inbox.c.device_id)
+    await connection.execute(delete(inbox).where(inbox.c.device_id.in_(device_ids), inbox.c.seq <= acked))
+    remembered = case(dict(acks), value=devices.c.id)
     await connection.execute(
-        update(devices).where(devices.c.id == device_id, devices.c.acked_seq < seq).values(acked_seq=seq)
+        update(devices)
+        .where(devices.c.id.in_(device_ids), devices.c.acked_seq < remembered)
+        .values(acked_seq=remembered)
     )
 
 
