@@ -22,6 +22,15 @@ import httpx
 POSTGRES_ADMIN_URL = os.environ.get("LIEN_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
+UNPACED = {"LIEN_MESSAGE_RATE": "100000", "LIEN_MESSAGE_BURST": "100000"}
+"""Fair-use limits a load generator does not reach.
+
+A few hundred simulated devices stand for many more people: the per-account
+limit (20 messages/s by default) would pace the load generator, not measure
+the server. The limiter still runs (one Redis script call per batch of sends).
+"""
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -184,11 +193,7 @@ def start_lien_node(
         "LIEN_DATABASE_URL": database_url,
         "LIEN_NODE_NAME": name,
         "LIEN_LOG_LEVEL": "warning",
-        # A few hundred simulated devices stand for many more people: the per-account fair-use
-        # limit (20 messages/s by default) would pace the load generator, not measure the server.
-        # The limiter still runs (one Redis script call per batch of sends).
-        "LIEN_MESSAGE_RATE": "100000",
-        "LIEN_MESSAGE_BURST": "100000",
+        **UNPACED,
     }
     if redis_url:
         env["LIEN_REDIS_URL"] = redis_url

@@ -37,7 +37,9 @@ SCENARIO_DELIVERIES = [
 
 
 def test_locust_scenarios(tmp_path: Path, redis_url: str, live_nodes: list[LiveNode]) -> None:
-    node = LiveNode(database_url=sqlite_url(tmp_path), data_dir=tmp_path, redis_url=redis_url)
+    node = LiveNode(
+        database_url=sqlite_url(tmp_path), data_dir=tmp_path, redis_url=redis_url, extra_env=services.UNPACED
+    )
     live_nodes.append(node.start())
     prefix = tmp_path / "locust"
     argv = [
@@ -63,7 +65,12 @@ def test_locust_scenarios(tmp_path: Path, redis_url: str, live_nodes: list[LiveN
 def test_driver_phases_on_lien_and_baseline(
     tmp_path: Path, redis_process: RedisProcess, live_nodes: list[LiveNode]
 ) -> None:
-    node = LiveNode(database_url=sqlite_url(tmp_path), data_dir=tmp_path, redis_url=redis_process.url)
+    node = LiveNode(
+        database_url=sqlite_url(tmp_path),
+        data_dir=tmp_path,
+        redis_url=redis_process.url,
+        extra_env=services.UNPACED,
+    )
     live_nodes.append(node.start())
     relay, relay_url = services.start_baseline_node("baseline", tmp_path, redis_url=redis_process.url)
     try:
