@@ -226,6 +226,22 @@ async def test_wait_subscribed(new_broker: BrokerFactory, request: pytest.Fixtur
     assert sorted(received.received) == sorted(channel.encode() for channel in channels)
 
 
+async def test_wait_subscribed_for_named_channels(new_broker: BrokerFactory) -> None:
+    broker = await new_broker()
+    async with asyncio.timeout(TIMEOUT):
+        await broker.wait_subscribed(["nobody-listens"])  # no handler: nothing to wait for
+    received = Recorder()
+    mine = [f"device:{n}" for n in range(3)]
+    for channel in [*mine, "presence:1", "presence:2"]:
+        broker.subscribe(channel, received)
+    async with asyncio.timeout(TIMEOUT):
+        await broker.wait_subscribed(mine)
+    # Effective once it returns: a message published right after reaches the handler.
+    await broker.publish_many([(channel, channel.encode()) for channel in mine])
+    await wait_until(lambda: len(received.received) == len(mine))
+    assert sorted(received.received) == sorted(channel.encode() for channel in mine)
+
+
 async def test_health(new_broker: BrokerFactory) -> None:
     broker = await new_broker()
     broker.subscribe("c", Recorder())

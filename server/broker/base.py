@@ -9,7 +9,7 @@ have lost messages calls its ``on_resync`` callbacks instead of trying to replay
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 logger = logging.getLogger(__name__)
@@ -50,8 +50,8 @@ class Broker(Protocol):
         Await :meth:`wait_subscribed` before relying on delivery.
         """
 
-    async def wait_subscribed(self) -> None:
-        """Return once every channel subscribed so far receives messages."""
+    async def wait_subscribed(self, channels: Iterable[str] | None = None) -> None:
+        """Return once ``channels`` (default: every channel subscribed so far) receive messages."""
 
     def on_resync(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` whenever messages may have been lost (after a reconnect)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from server.broker.base import BrokerUnavailable, Handler, HandlerTable, Subscription
 
@@ -43,7 +43,7 @@ class InMemoryBroker:
     def subscribe(self, channel: str, handler: Handler) -> Subscription:
         return self._handlers.add(channel, handler)
 
-    async def wait_subscribed(self) -> None:
+    async def wait_subscribed(self, channels: Iterable[str] | None = None) -> None:
         """Subscriptions are effective as soon as :meth:`subscribe` returns."""
 
     def on_resync(self, callback: Callable[[], None]) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -111,6 +111,7 @@ class RedisBroker:
 
         self._wake_writer = asyncio.Event()
         self._state_changed = asyncio.Event()
+        self._wake_scheduled = False
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -168,14 +169,17 @@ class RedisBroker:
     def subscribe(self, channel: str, handler: Handler) -> Subscription:
         return self._handlers.add(channel, handler)
 
-    async def wait_subscribed(self) -> None:
-        """Return once Redis has confirmed every channel that has a handler now.
+    async def wait_subscribed(self, channels: Iterable[str] | None = None) -> None:
+        """Return once Redis has confirmed ``channels`` (default: every channel that has a handler now).
 
         Waits through outages (wrap it in a timeout); raises
         :class:`BrokerUnavailable` if the broker is closed meanwhile. Channels
-        subscribed after the call do not hold it up.
+        subscribed after the call do not hold it up, nor do those of ``channels``
+        that have no handler (any more). A connection names its own channels:
+        checking every channel of the node at every confirmation made
+        connecting O(connections).
         """
-        wanted = self._handlers.channels()
+        wanted = self._handlers.channels() if channels is None else set(channels)
         while True:
             if self._closed:
                 raise BrokerUnavailable("the broker is closed")
@@ -210,7 +214,23 @@ class RedisBroker:
         self._notify_state()
 
     def _notify_state(self) -> None:
-        """Wake every :meth:`wait_subscribed` (each holds the event it saw)."""
+        """Wake every :meth:`wait_subscribed` (each holds the event it saw), once per loop turn.
+
+        Confirmations arrive a reply at a time; waking every waiter at each one
+        cost O(waiters) per reply during a reconnect storm.
+        """
+        if self._wake_scheduled:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._wake_waiters()
+            return
+        self._wake_scheduled = True
+        loop.call_soon(self._wake_waiters)
+
+    def _wake_waiters(self) -> None:
+        self._wake_scheduled = False
         self._state_changed.set()
         self._state_changed = asyncio.Event()
 
