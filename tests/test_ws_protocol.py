@@ -271,3 +271,13 @@ async def test_a_second_connection_of_a_device_replaces_the_first(node: Node) ->
             assert await first.close_code() == 4409
             await second.send(frames.Ping(id=3))
             assert (await second.receive_until(frames.Pong)).id == 3
+
+
+async def test_an_open_socket_is_closed_when_its_session_expires(sqlite_database_url: str) -> None:
+    settings = Settings(database_url=sqlite_database_url, session_ttl_seconds=2)
+    async with serving(settings) as url, httpx.AsyncClient(base_url=url) as http:
+        grant, _ = await register(http, "alice")
+        async with frame_socket(url, grant.token) as ws:
+            error = await ws.receive_until(frames.Error, timeout=15)
+            assert error.code == "auth-failed" and "expired" in error.message
+            assert await ws.close_code() == 4401

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections import deque
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -24,6 +25,7 @@ from server.handlers import accounts, envelopes, messaging, receipts
 from server.services import Caller, Services
 from server.storage import devices, messages
 from server.ws import notices
+from server.ws.signal import Signal
 
 logger = logging.getLogger(__name__)
 
@@ -43,9 +45,11 @@ class DeviceConnection:
         self.id = secrets.token_hex(6)
         self.log = _ConnectionLog(logger, {"connection": self.id})
         self.caller: Caller | None = None
-        self._outbound: asyncio.Queue[str] = asyncio.Queue(maxsize=limits.OUTBOUND_QUEUE_FRAMES)
+        self._outbound: deque[str] = deque()
+        """Frames for the socket, written in order by the write loop; at most OUTBOUND_QUEUE_FRAMES."""
+        self._writable = Signal()
         self._closing: asyncio.Future[errors.LienError | None] = asyncio.get_running_loop().create_future()
-        self._wake = asyncio.Event()
+        self._wake = Signal()
         self._pending: dict[int, notices.InboxNotice] = {}
         self._inbox_may_hold_more = True
         """Read the inbox at the next wake-up: at start, after a resync, when a notice was dropped or is
@@ -62,6 +66,7 @@ class DeviceConnection:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._subscriptions: list[Subscription] = []
         self._watched: dict[int, Subscription] = {}
+        self._expiry: asyncio.TimerHandle | None = None
 
     # --- lifecycle ---------------------------------------------------------
 
@@ -137,13 +142,10 @@ class DeviceConnection:
     async def _start(self, caller: Caller) -> None:
         services = self.services
         self.log.info("device %d of user %d connected", caller.device_id, caller.user_id)
-        self._subscriptions.append(
-            services.broker.subscribe(notices.device_channel(caller.device_id), self._on_device_notice)
-        )
-        self._subscriptions.append(
-            services.broker.subscribe(notices.user_channel(caller.user_id), self._on_ephemeral)
-        )
-        await services.broker.wait_subscribed()
+        own_channels = [notices.device_channel(caller.device_id), notices.user_channel(caller.user_id)]
+        self._subscriptions.append(services.broker.subscribe(own_channels[0], self._on_device_notice))
+        self._subscriptions.append(services.broker.subscribe(own_channels[1], self._on_ephemeral))
+        await services.broker.wait_subscribed(own_channels)
         services.hub.add(self)
         services.metrics.connections.inc()
         self._spawn(self._write_loop())
@@ -163,19 +165,23 @@ class DeviceConnection:
         )
         self._spawn(self._pump())
         if caller.expires_at:
-            self._spawn(self._close_at_expiry(caller.expires_at))
+            # A timer, not a task that sleeps: a task and its frame cost memory on every idle socket.
+            delay = max(0.0, (caller.expires_at - services.clock()) / 1000)
+            self._expiry = asyncio.get_running_loop().call_later(delay, self._expire)
         self._wake.set()
         await self._publish(notices.device_channel(caller.device_id), notices.kick(self.id))
         # Counted per device: a replaced connection going away leaves its successor online.
         if await services.presence.device_online(caller.user_id, caller.device_id):
             await self._publish_presence(caller.user_id, online=True)
 
-    async def _close_at_expiry(self, expires_at_ms: int) -> None:
+    def _expire(self) -> None:
         """A session token ends at its expiry, even on a socket opened before."""
-        await asyncio.sleep(max(0.0, (expires_at_ms - self.services.clock()) / 1000))
         self.close(errors.AuthenticationFailed("The session expired; sign in again."))
 
     async def _cancel_tasks(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
         for subscription in [*self._subscriptions, *self._watched.values()]:
             subscription.close()
         self._subscriptions.clear()
@@ -373,7 +379,7 @@ class DeviceConnection:
             self._watched[user_id] = self.services.broker.subscribe(
                 notices.presence_channel(user_id), self._on_ephemeral
             )
-        await self.services.broker.wait_subscribed()
+        await self.services.broker.wait_subscribed([notices.presence_channel(user_id) for user_id in wanted])
         online = await self.services.presence.online(list(wanted))
         for username, user_id in sorted(allowed.items()):
             self._push(frames.Presence(user=username, online=user_id in online))
@@ -468,19 +474,23 @@ class DeviceConnection:
 
     def _push_ephemeral(self, frame: bytes) -> None:
         """Typing and presence are dropped, not queued, when the socket is backed up."""
-        if self._outbound.qsize() < limits.OUTBOUND_QUEUE_FRAMES // 2:
+        if len(self._outbound) < limits.OUTBOUND_QUEUE_FRAMES // 2:
             self._enqueue(frame.decode())
 
     def _enqueue(self, text: str) -> None:
-        try:
-            self._outbound.put_nowait(text)
-        except asyncio.QueueFull:
+        if len(self._outbound) >= limits.OUTBOUND_QUEUE_FRAMES:
             self.close(errors.TooSlow())
+            return
+        self._outbound.append(text)
+        self._writable.set()
 
     async def _write_loop(self) -> None:
+        outbound = self._outbound
         while True:
-            text = await self._outbound.get()
-            await self.websocket.send_text(text)
+            await self._writable.wait()
+            self._writable.clear()
+            while outbound:
+                await self.websocket.send_text(outbound.popleft())
 
     async def _send_now(self, frame: frames.Frame) -> None:
         await self.websocket.send_text(codec.encode_text(frame))
