@@ -74,8 +74,11 @@ class Person:
         page.on("pageerror", lambda error: self.errors.append(str(error)))
 
     @classmethod
-    async def open(cls, browser: Browser, base_url: str) -> Person:
+    async def open(cls, browser: Browser, base_url: str, *, init_script: str | None = None) -> Person:
+        """A fresh profile on the app; ``init_script`` runs in the page before the app's own scripts."""
         context = await browser.new_context(viewport={"width": 1100, "height": 680}, locale="fr-FR")
+        if init_script is not None:
+            await context.add_init_script(init_script)
         page = await context.new_page()
         person = cls(context, page, base_url)
         await page.goto(base_url)
