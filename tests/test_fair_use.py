@@ -13,7 +13,7 @@ import lien
 from lien.protocol import frames
 from server.ratelimit import RedisRateLimiter
 from server.settings import Settings
-from tests.inprocess import PASSWORD, frame_socket, register, serving
+from tests.inprocess import PASSWORD, FrameSocket, frame_socket, register, serving
 from tests.redis_server import RedisProcess
 
 
@@ -50,6 +50,48 @@ async def test_over_the_limit_a_send_is_refused_with_a_retry_delay(slow_node: st
     assert accepted == ["m0", "m1", "m2", "m3"]  # the burst, in order; the tail refused, in order
     assert [error.code for error in refused] == ["rate-limited"] * 3
     assert all(error.retry_after is not None and 0 < error.retry_after <= 0.2 + 1e-9 for error in refused)
+
+
+async def test_sends_written_before_a_refusal_was_heard_do_not_overtake_the_refused_ones(
+    slow_node: str,
+) -> None:
+    async with httpx.AsyncClient(base_url=slow_node) as http:
+        alice, _ = await register(http, "alice")
+        bob, _ = await register(http, "bob")
+
+    def send(client_id: str) -> frames.Send:
+        return frames.Send(
+            id=client_id, to="bob", copies=[frames.Copy(device=bob.device, body=client_id.encode())]
+        )
+
+    async def answers(socket: FrameSocket, count: int) -> dict[str, str]:
+        found: dict[str, str] = {}
+        while len(found) < count:
+            frame = await socket.receive()
+            if isinstance(frame, frames.Accepted):
+                found[frame.id] = "accepted"
+            elif isinstance(frame, frames.Error) and frame.ref is not None:
+                found[frame.ref] = frame.code
+        return found
+
+    async with frame_socket(slow_node, alice.token) as socket:
+        for n in range(6):
+            await socket.send(send(f"m{n}"))
+        first = await answers(socket, 6)
+        assert [first[f"m{n}"] for n in range(6)] == ["accepted"] * 4 + ["rate-limited"] * 2
+        # The bucket refills (5 tokens/s) while m6, written before the client heard of the
+        # refusal, is on its way: it is held back all the same, not stored before m4 and m5.
+        await asyncio.sleep(0.8)
+        await socket.send(send("m6"))
+        late = (await answers(socket, 1))["m6"]
+        assert late == "rate-limited", "m6 overtook the refused m4 and m5"
+        # The client sends the refused ones again first: the hold ends, the bucket has tokens.
+        for client_id in ("m4", "m5", "m6"):
+            await socket.send(send(client_id))
+        assert await answers(socket, 3) == {"m4": "accepted", "m5": "accepted", "m6": "accepted"}
+    async with frame_socket(slow_node, bob.token) as socket:
+        delivered = [await socket.receive_until(frames.Deliver) for _ in range(7)]
+    assert [message.body for message in delivered] == [f"m{n}".encode() for n in range(7)]
 
 
 async def test_a_flooding_sender_is_throttled_loses_nothing_and_does_not_hold_up_another(

@@ -25,6 +25,7 @@ from server.handlers import accounts, envelopes, messaging, receipts
 from server.services import Caller, Services
 from server.storage import devices, messages
 from server.ws import notices
+from server.ws.rate_hold import RateHold
 from server.ws.signal import Signal
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class DeviceConnection:
         self._sends: list[envelopes.Envelope] = []
         self._sends_in_flight = 0
         self._send_writer: asyncio.Task[None] | None = None
+        self._rate_hold = RateHold()
         self._receipts: list[frames.Receipt] = []
         self._receipt_writer: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -291,17 +293,22 @@ class DeviceConnection:
             self._send_writer = self._spawn(self._write_sends(caller))
 
     async def _write_sends(self, caller: Caller) -> None:
+        loop = asyncio.get_running_loop()
         while self._sends:
             batch, self._sends = self._sends, []
+            held, retry_after = self._rate_hold.held_back([send.id for send in batch], loop.time())
+            if held:
+                self._refuse_for_rate(batch[:held], retry_after)
+                batch = batch[held:]
+                if not batch:
+                    continue
             grant = await self.services.rate_limiter.take(caller.user_id, len(batch))
             if grant.granted < len(batch):
-                # Refuse the tail, in order: the SDK resends it after the delay, order intact.
+                # Refuse the tail, in order: the client sends it again after the delay, first.
                 refused = batch[grant.granted :]
                 batch = batch[: grant.granted]
-                self._sends_in_flight -= len(refused)
-                self.services.metrics.rate_limited.inc(len(refused))
-                for send in refused:
-                    self._report(errors.RateLimited(retry_after=grant.retry_after), send.id)
+                self._rate_hold.refused(refused[0].id, grant.retry_after, loop.time())
+                self._refuse_for_rate(refused, grant.retry_after)
                 if not batch:
                     continue
             try:
@@ -316,6 +323,12 @@ class DeviceConnection:
                     self._report(answer, send.id)
                 else:
                     self._push(answer)
+
+    def _refuse_for_rate(self, sends: list[envelopes.Envelope], retry_after: float) -> None:
+        self._sends_in_flight -= len(sends)
+        self.services.metrics.rate_limited.inc(len(sends))
+        for send in sends:
+            self._report(errors.RateLimited(retry_after=retry_after), send.id)
 
     def _queue_receipt(self, caller: Caller, receipt: frames.Receipt) -> None:
         """Receipts are recorded in the order they arrived, those that queue up meanwhile together."""

@@ -6,7 +6,10 @@
  * stays pending (and is resent under the same client message id after each `ready`) until
  * `accepted`. A `devices-mismatch` (or, to a group, `stale-membership`) refreshes the device
  * lists (and the members) and builds again under the same id; a `decrypt-failed` receipt
- * opens a new session with that device and resends the message there.
+ * opens a new session with that device and resends the message there. Over the fair-use rate
+ * (`rate-limited`, §6.10) the refused sends stay pending in their place and nothing is written
+ * until `retry_after` has passed; then every pending send goes again in the order first sent,
+ * so a message typed later never overtakes a refused one.
  */
 import { toBase64 } from '../src/crypto/bytes.js';
 import { CryptoError } from '../src/crypto/errors.js';
@@ -39,6 +42,8 @@ export class Sender {
   #mismatchRetries = new Map();
   /** Repaired copies not yet accepted: resend client id -> the message and the device it repairs. */
   #resends = new Map();
+  /** Set while over the fair-use rate: sends wait, pending, until it fires. */
+  #holdTimer = null;
 
   /**
    * @param {{keystore: import('./keystore.js').Keystore, directory: import('./directory.js').Directory,
@@ -123,8 +128,22 @@ export class Sender {
       }
       entry.data = this.protocol.send(frame);
       await this.keystore.save(); // before any body leaves: a ratchet key must never be used twice
-      this.write(entry.data);
+      this.#writeUnlessHeld(entry.data);
     });
+  }
+
+  /** Write a send now, or leave it pending until the fair-use hold ends. */
+  #writeUnlessHeld(data) {
+    if (this.#holdTimer === null) this.write(data);
+  }
+
+  /** Over the fair-use rate: write nothing for `seconds`, then every pending send, in order. */
+  #hold(seconds) {
+    if (this.#holdTimer !== null) return;
+    this.#holdTimer = setTimeout(() => {
+      this.#holdTimer = null;
+      for (const data of this.protocol.pendingSends()) this.write(data);
+    }, Math.max(0.1, seconds ?? 1) * 1000);
   }
 
   #fail(clientId, error) {
@@ -223,6 +242,10 @@ export class Sender {
    * repair may be tried again at the next `decrypt-failed` from that device.
    */
   async onRefused(clientId, error) {
+    if (error.code === 'rate-limited') {
+      this.#hold(error.retryAfter); // still pending, in its place: written again when the hold ends
+      return;
+    }
     this.protocol.forget(clientId);
     const resend = this.#resends.get(clientId);
     if (resend) {
@@ -237,12 +260,6 @@ export class Sender {
       return;
     }
     const entry = this.keystore.data.outbox.find((each) => each.id === clientId);
-    if (error.code === 'rate-limited' && entry?.data) {
-      setTimeout(() => {
-        if (this.keystore.data.outbox.includes(entry)) this.write(this.protocol.send(JSON.parse(entry.data)));
-      }, Math.max(0.1, error.retryAfter ?? 1) * 1000);
-      return;
-    }
     if (REFRESH_CODES.has(error.code) && this.history.byClientId.has(clientId)) {
       const tries = (this.#mismatchRetries.get(clientId) ?? 0) + 1;
       this.#mismatchRetries.set(clientId, tries);
@@ -280,7 +297,7 @@ export class Sender {
         this.#resends.set(resendId, { messageId, device: Number(peer.device) });
         const data = this.protocol.send(resendFrame(resendId, messageId, [{ device: Number(peer.device), body }]));
         await this.keystore.save();
-        this.write(data);
+        this.#writeUnlessHeld(data);
       });
     } catch (error) {
       console.warn('lien: could not repair a message', error?.code ?? error?.name);

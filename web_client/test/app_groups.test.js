@@ -243,6 +243,57 @@ test('a stale membership: built again under the same id for the new epoch; accep
   assert.deepEqual([refused.status, refused.error], ['failed', 'not-a-member']);
 });
 
+test('over the fair-use rate: nothing is written until the delay passed, then every pending send in the order typed', async () => {
+  const alice = new AppDevice('alice', 1);
+  const bob = new AppDevice('bob', 2);
+  const spk = SignedPrekeyPair.generate(1, bob.keystore.identity);
+  alice.groups.learn(info(3, [['alice', 'owner'], ['bob', 'member']]));
+  const bundle = {
+    device: 2,
+    identity_signing_key: toBase64(bob.keystore.identity.public.signingKey),
+    identity_exchange_key: toBase64(bob.keystore.identity.public.exchangeKey),
+    signed_prekey: { id: 1, key: toBase64(spk.publicKey), signature: toBase64(spk.signature) },
+    prekey: null,
+  };
+  const written = [];
+  const protocol = new ClientProtocol();
+  const sender = new Sender({
+    keystore: alice.keystore,
+    directory: {
+      devices: async (user) => new Map([[user === 'alice' ? 1 : 2, (user === 'alice' ? alice : bob).keystore.identity.public]]),
+      checkAccepted: () => {},
+    },
+    groups: alice.groups,
+    api: { group: async () => info(3, [['alice', 'owner'], ['bob', 'member']]), claimKeys: async () => ({ bundles: [bundle] }) },
+    protocol, history: new History({}),
+    write: (data) => written.push(JSON.parse(data)) > 0, emit: () => {}, onContact: () => {},
+  });
+  const settle = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+  // What client.js does with the server's answers: through the protocol, then to the sender.
+  const answer = async (frame) => {
+    const event = protocol.receive(JSON.stringify(frame));
+    if (event.kind === 'accepted') await sender.onAccepted(event.accepted);
+    else await sender.onRefused(event.clientId, event.error);
+  };
+  const limited = (id) => ({ type: 'error', code: 'rate-limited', message: 'Too many.', ref: id, retry_after: 0.1 });
+
+  for (const text of ['un', 'deux', 'trois']) await sender.sendText(GROUP, text);
+  await settle(10);
+  const [one, two, three] = written;
+  assert.equal(written.length, 3);
+  await answer({ type: 'accepted', id: one.id, message: 'S1', at: 1, duplicate: false });
+  await answer(limited(two.id));
+  await answer(limited(three.id));
+  await sender.sendText(GROUP, 'quatre'); // typed during the hold: pending, not written
+  await settle(10);
+  assert.equal(written.length, 3, 'nothing is written while over the rate');
+
+  await settle(150);
+  assert.equal(written.length, 6);
+  assert.deepEqual(written.slice(3, 5), [two, three], 'the refused frames again, unchanged, first');
+  assert.ok(![one.id, two.id, three.id].includes(written[5].id), 'then the one typed during the hold');
+});
+
 test('history: a group message is delivered once every member decrypted it, read once every member read it', () => {
   const history = new History({});
   history.addOutgoing(GROUP, { clientId: 'c1', text: 'Bonjour l’équipe', sentAt: 1, from: 'alice' });
