@@ -112,6 +112,18 @@ export class Client extends EventTarget {
     return new Client(baseUrl, keystore);
   }
 
+  /**
+   * Sign in on a browser whose device was removed from the account (`unknown-device` at
+   * sign-in, protocol §4.4): the password must still open the keystore; then its keys and its
+   * local history are erased and this browser is registered as a new device of the account.
+   * The user is asked first (ui/auth.js): what is erased was only ever on this browser.
+   */
+  static async signInAsNewDevice(baseUrl, username, password) {
+    await Keystore.open(username, password);
+    await destroyKeystore(username);
+    return Client.#enrol(baseUrl, username, password, (api, device) => api.login({ username, password, device }));
+  }
+
   static async #enrol(baseUrl, username, password, request, profile = null) {
     const keystore = Keystore.create(username, password, baseUrl);
     const device = e2e.deviceRegistration(keystore, DEVICE_NAME);

@@ -119,12 +119,38 @@ export function renderAuth(root, { baseUrl, lastUser = null, message = null, onS
         password.value = '';
         onSignedIn(client);
       } catch (failure) {
+        if (unlocking && failure?.code === 'unknown-device') {
+          offerNewDevice(form, error, name, password);
+          return undefined;
+        }
         showError(error, failure);
         password.focus();
       }
       return undefined;
     });
     return form;
+  }
+
+  /** This browser's device was removed from the account: say so, and offer to start afresh here. */
+  function offerNewDevice(form, error, name, password) {
+    const erase = h('button', { type: 'button', class: 'primary danger' }, 'Effacer les données de ce navigateur et me reconnecter');
+    clear(error);
+    error.append(
+      h('span', {}, 'Cet appareil a été retiré de votre compte (depuis un autre appareil). Ses clés ne servent plus : '
+        + 'pour utiliser Lien ici, ce navigateur doit devenir un nouvel appareil, ce qui efface les clés et '
+        + 'l’historique gardés ici. Vos correspondants verront un nouvel appareil.'),
+      erase);
+    error.hidden = false;
+    erase.addEventListener('click', async () => {
+      try {
+        const client = await busy(form, 'Nouvel appareil…', () => Client.signInAsNewDevice(baseUrl, name, password.value));
+        password.value = '';
+        onSignedIn(client);
+      } catch (failure) {
+        showError(error, failure);
+      }
+    });
+    erase.focus();
   }
 
   function signUpForm() {
