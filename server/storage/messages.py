@@ -55,6 +55,10 @@ class ReceiptRow:
     signature: bytes | None = None
 
 
+_KEYS_PER_QUERY = 1000
+"""Pairs per lookup: two parameters each stays far below SQLite's limit of 32,766."""
+
+
 def _insert_ignoring_conflicts(connection: AsyncConnection, table: Table) -> Insert:
     if connection.dialect.name == "postgresql":
         return postgresql.insert(table).on_conflict_do_nothing()
@@ -143,13 +147,16 @@ async def messages_by_client_ids(
     connection: AsyncConnection, keys: Sequence[tuple[int, str]]
 ) -> dict[tuple[int, str], StoredMessage]:
     """The stored messages for these (sender device id, client id) pairs, by pair."""
-    if not keys:
-        return {}
-    rows = await connection.execute(
-        select(messages).where(tuple_(messages.c.sender_device_id, messages.c.client_id).in_(list(keys)))
-    )
-    found = (_message_from(row) for row in rows)
-    return {(message.sender_device_id, message.client_id): message for message in found}
+    found: dict[tuple[int, str], StoredMessage] = {}
+    for start in range(0, len(keys), _KEYS_PER_QUERY):
+        chunk = list(keys[start : start + _KEYS_PER_QUERY])
+        rows = await connection.execute(
+            select(messages).where(tuple_(messages.c.sender_device_id, messages.c.client_id).in_(chunk))
+        )
+        for row in rows:
+            message = _message_from(row)
+            found[message.sender_device_id, message.client_id] = message
+    return found
 
 
 async def insert_message(connection: AsyncConnection, message: StoredMessage) -> None:
