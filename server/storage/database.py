@@ -23,9 +23,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 logger = logging.getLogger(__name__)
 
 
-PREPARED_STATEMENTS_PER_CONNECTION = 2000
-
-
 class Database:
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         parsed = make_url(url)
@@ -39,14 +36,7 @@ class Database:
             self._reader = self._sqlite_engine(url, immediate=False)
         else:
             self._writer = create_async_engine(
-                url,
-                pool_size=pool_size,
-                max_overflow=pool_size,
-                pool_pre_ping=True,
-                hide_parameters=True,
-                # Batched statements differ in text with their row and IN-list counts; the default of
-                # 100 prepared statements per connection was re-preparing them all the time.
-                connect_args={"prepared_statement_cache_size": PREPARED_STATEMENTS_PER_CONNECTION},
+                url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, hide_parameters=True
             )
             self._reader = self._writer
 
