@@ -186,12 +186,9 @@ async def _store_batches(
             try:
                 if isinstance(send, frames.Resend):
                     outcome = await _store_resend(services, connection, writes, caller, send)
-                    outcomes.append(outcome)
-                    continue
-                found = addressed[batch_index, send_index]
-                if isinstance(found, errors.LienError):
-                    raise found
-                if found.row.id not in inserted:
+                elif isinstance(found := addressed[batch_index, send_index], errors.LienError):
+                    outcome = found
+                elif found.row.id not in inserted:
                     outcome = _duplicate_of(earlier.get((caller.device_id, send.id)), found.row, caller)
                 elif isinstance(send, frames.GroupSend):
                     outcome = _queue_group_send(writes, caller, send, found)
@@ -232,39 +229,19 @@ async def _address(
     members = await group_store.member_names(connection, sorted(group_rows)) if group_rows else {}
     users = set(recipients.values()) | {batches[batch_index].caller.user_id for batch_index, _ in recipients}
     users.update(user_id for names in members.values() for user_id in names)
-    owners = await devices.device_ids_of(connection, sorted(users)) if users else {}
     devices_of: dict[int, list[int]] = {}
-    for device_id, user_id in owners.items():
-        devices_of.setdefault(user_id, []).append(device_id)
+    if users:
+        for device_id, user_id in (await devices.device_ids_of(connection, sorted(users))).items():
+            devices_of.setdefault(user_id, []).append(device_id)
 
     for place, recipient_id in recipients.items():
-        caller = batches[place[0]].caller
-        send = batches[place[0]].sends[place[1]]
+        batch = batches[place[0]]
+        send = batch.sends[place[1]]
         assert isinstance(send, frames.Send)
-        usernames = {recipient_id: send.to, caller.user_id: caller.username}
-        targets = {
-            device_id
-            for user_id in usernames
-            for device_id in devices_of.get(user_id, [])
-            if device_id != caller.device_id
-        }
-        given = {copy.device for copy in send.copies}
-        if given != targets:
-            found[place] = errors.DevicesMismatch(
-                details={"missing": sorted(targets - given), "extra": sorted(given - targets)}
-            )
-            continue
-        now = services.clock()
-        row = messages.StoredMessage(
-            id=new_message_id(now),
-            sender_user_id=caller.user_id,
-            sender_device_id=caller.device_id,
-            recipient_user_id=recipient_id,
-            client_id=send.id,
-            created_at=now,
-        )
-        found[place] = _Addressed(row, {device_id: owners[device_id] for device_id in targets}, usernames)
-
+        try:
+            found[place] = _address_send(services, batch.caller, send, recipient_id, devices_of)
+        except errors.LienError as refusal:
+            found[place] = refusal
     for place, group_send in group_sends.items():
         caller = batches[place[0]].caller
         try:
@@ -274,6 +251,20 @@ async def _address(
         except errors.LienError as refusal:
             found[place] = refusal
     return found
+
+
+def _address_send(
+    services: Services, caller: Caller, send: frames.Send, recipient_id: int, devices_of: dict[int, list[int]]
+) -> _Addressed:
+    """Check that a one-to-one envelope has a copy for each device of both users but the sending one."""
+    usernames = {recipient_id: send.to, caller.user_id: caller.username}
+    owners = _addressed_devices(caller, usernames, devices_of)
+    given = {copy.device for copy in send.copies}
+    if given != set(owners):
+        raise errors.DevicesMismatch(
+            details={"missing": sorted(set(owners) - given), "extra": sorted(given - set(owners))}
+        )
+    return _Addressed(_new_row(services, caller, send.id, recipient_id=recipient_id), owners, usernames)
 
 
 def _address_group_send(
@@ -294,30 +285,50 @@ def _address_group_send(
         # A resend of an accepted message encrypted for an older epoch is re-encrypted by the
         # client for the new one under the same client id, and then answered as a duplicate.
         raise errors.StaleMembership(details={"epoch": group.epoch})
-    owners = {
-        device_id: user_id
-        for user_id in usernames
-        for device_id in devices_of.get(user_id, [])
-        if device_id != caller.device_id
-    }
+    owners = _addressed_devices(caller, usernames, devices_of)
     keyed = {copy.device for copy in send.keys}
     if len(keyed) != len(send.keys):
         raise errors.MalformedFrame("Each device may appear only once in `keys`.")
     extra = sorted(keyed - set(owners))
     if extra:
         raise errors.DevicesMismatch(details={"missing": [], "extra": extra})
+    row = _new_row(services, caller, send.id, group_id=send.group, body=send.body)
+    return _Addressed(row, owners, usernames)
+
+
+def _addressed_devices(
+    caller: Caller, usernames: dict[int, str], devices_of: dict[int, list[int]]
+) -> dict[int, int]:
+    """device id -> user id for every live device of these users but the sending one."""
+    return {
+        device_id: user_id
+        for user_id in usernames
+        for device_id in devices_of.get(user_id, [])
+        if device_id != caller.device_id
+    }
+
+
+def _new_row(
+    services: Services,
+    caller: Caller,
+    client_id: str,
+    *,
+    recipient_id: int | None = None,
+    group_id: str | None = None,
+    body: bytes | None = None,
+) -> messages.StoredMessage:
+    """The message row of an envelope accepted now: a new server id, this node's time."""
     now = services.clock()
-    row = messages.StoredMessage(
+    return messages.StoredMessage(
         id=new_message_id(now),
         sender_user_id=caller.user_id,
         sender_device_id=caller.device_id,
-        recipient_user_id=None,
-        client_id=send.id,
+        recipient_user_id=recipient_id,
+        client_id=client_id,
         created_at=now,
-        group_id=send.group,
-        body=send.body,
+        group_id=group_id,
+        body=body,
     )
-    return _Addressed(row, owners, usernames)
 
 
 def _duplicate_of(

@@ -78,40 +78,9 @@ def _message_from(row: Any) -> StoredMessage:
     )
 
 
-async def message_by_client_id(
-    connection: AsyncConnection, sender_device_id: int, client_id: str
-) -> StoredMessage | None:
-    row = (
-        await connection.execute(
-            select(messages).where(
-                messages.c.sender_device_id == sender_device_id, messages.c.client_id == client_id
-            )
-        )
-    ).first()
-    return None if row is None else _message_from(row)
-
-
 async def get_message(connection: AsyncConnection, message_id: str) -> StoredMessage | None:
     row = (await connection.execute(select(messages).where(messages.c.id == message_id))).first()
     return None if row is None else _message_from(row)
-
-
-async def insert_message_once(connection: AsyncConnection, message: StoredMessage) -> bool:
-    """Insert the message unless this device already used its client id; False then (a resend)."""
-    result = await connection.execute(
-        _insert_ignoring_conflicts(connection, messages).values(
-            id=message.id,
-            sender_user_id=message.sender_user_id,
-            sender_device_id=message.sender_device_id,
-            recipient_user_id=message.recipient_user_id,
-            client_id=message.client_id,
-            created_at=message.created_at,
-            group_id=message.group_id,
-            body=message.body,
-            body_sha256=None if message.body is None else hashlib.sha256(message.body).digest(),
-        )
-    )
-    return bool(result.rowcount == 1)
 
 
 async def insert_messages_once(connection: AsyncConnection, batch: Sequence[StoredMessage]) -> set[str]:
@@ -125,20 +94,7 @@ async def insert_messages_once(connection: AsyncConnection, batch: Sequence[Stor
     # Executemany with RETURNING: SQLAlchemy packs it into multi-row INSERTs ("insertmanyvalues").
     result = await connection.execute(
         _insert_ignoring_conflicts(connection, messages).returning(messages.c.id),
-        [
-            {
-                "id": message.id,
-                "sender_user_id": message.sender_user_id,
-                "sender_device_id": message.sender_device_id,
-                "recipient_user_id": message.recipient_user_id,
-                "client_id": message.client_id,
-                "created_at": message.created_at,
-                "group_id": message.group_id,
-                "body": message.body,
-                "body_sha256": None if message.body is None else hashlib.sha256(message.body).digest(),
-            }
-            for message in batch
-        ],
+        [_row_of(message) for message in batch],
     )
     return {row.id for row in result}
 
@@ -160,19 +116,22 @@ async def messages_by_client_ids(
 
 
 async def insert_message(connection: AsyncConnection, message: StoredMessage) -> None:
-    await connection.execute(
-        insert(messages).values(
-            id=message.id,
-            sender_user_id=message.sender_user_id,
-            sender_device_id=message.sender_device_id,
-            recipient_user_id=message.recipient_user_id,
-            client_id=message.client_id,
-            created_at=message.created_at,
-            group_id=message.group_id,
-            body=message.body,
-            body_sha256=None if message.body is None else hashlib.sha256(message.body).digest(),
-        )
-    )
+    await connection.execute(insert(messages).values(_row_of(message)))
+
+
+def _row_of(message: StoredMessage) -> dict[str, Any]:
+    """The ``messages`` row of a message: its columns, and the hash of a group message's one body."""
+    return {
+        "id": message.id,
+        "sender_user_id": message.sender_user_id,
+        "sender_device_id": message.sender_device_id,
+        "recipient_user_id": message.recipient_user_id,
+        "client_id": message.client_id,
+        "created_at": message.created_at,
+        "group_id": message.group_id,
+        "body": message.body,
+        "body_sha256": None if message.body is None else hashlib.sha256(message.body).digest(),
+    }
 
 
 @dataclass
