@@ -40,8 +40,7 @@ async def test_a_burst_over_the_limit_is_queued_and_retried_until_all_arrive_in_
     await doctor.sign_up("dr.martin", "Dr Hélène Martin", profession="Médecin généraliste", city="Lyon")
     lab = await Person.open(browser, slow_node.url)
     await lab.sign_up("labo.durand", "Laboratoire Durand", profession="Biologiste", city="Lyon")
-    await lab.search(name="helene")
-    await lab.page.get_by_role("button", name="Écrire à Dr Hélène Martin").click()
+    await lab.write_to("helene", "Dr Hélène Martin")
 
     for text in MESSAGES:
         await lab.send(text)

@@ -29,8 +29,7 @@ async def test_two_browsers_chat_read_ticks_and_reload_keeps_history(
     )
 
     # The lab finds the doctor in the directory (accents and case ignored) and writes.
-    await lab.search(name="helene")
-    await lab.page.get_by_role("button", name="Écrire à Dr Hélène Martin").click()
+    await lab.write_to("helene", "Dr Hélène Martin")
     await lab.send(ALERT)
     sent = lab.messages("outgoing").first
     await expect(sent).to_have_attribute("data-status", re.compile("sent|delivered"))
@@ -106,8 +105,7 @@ async def test_message_typed_while_the_node_is_down_is_delivered_once(
     doctor = await Person.open(browser, node.url)
     await doctor.sign_up("dr.roux", "Dr Paul Roux", profession="Médecin généraliste", city="Lyon")
 
-    await nurse.search(name="roux")
-    await nurse.page.get_by_role("button", name="Écrire à Dr Paul Roux").click()
+    await nurse.write_to("roux", "Dr Paul Roux")
     await nurse.send("Pansement refait ce matin.")
     await expect(doctor.messages("incoming")).to_have_count(0)
     await doctor.open_conversation("inf.petit")

@@ -50,8 +50,7 @@ async def test_a_message_in_a_background_tab_raises_a_notification_that_opens_it
     await lab.sign_up("labo.durand", "Laboratoire Durand", profession="Biologiste", city="Lyon")
 
     await doctor.page.evaluate("window.__setHidden(true)")
-    await lab.search(name="helene")
-    await lab.page.get_by_role("button", name="Écrire à Dr Hélène Martin").click()
+    await lab.write_to("helene", "Dr Hélène Martin")
     await lab.send(ALERT)
 
     await expect(doctor.page).to_have_title("(1) Lien")

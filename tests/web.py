@@ -130,6 +130,11 @@ class Person:
         await page.get_by_role("button", name="Rechercher", exact=True).click()
         await expect(page.locator(".search-status")).to_have_text(re.compile(r"résultat|Aucun"))
 
+    async def write_to(self, query: str, display_name: str) -> None:
+        """Find a colleague in the directory by name and open a conversation with them."""
+        await self.search(name=query)
+        await self.page.get_by_role("button", name=f"Écrire à {display_name}").click()
+
     async def open_conversation(self, username: str) -> None:
         await self.page.locator(f'button.conversation-item[data-peer="{username}"]').click()
         await expect(self.page.locator("#composer-input")).to_be_visible()
