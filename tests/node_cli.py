@@ -18,10 +18,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
-from lien.crypto.keys import PublicIdentity
+from lien.crypto.keys import OneTimePrekeyPair, PublicIdentity, SignedPrekeyPair
 from lien.crypto.payload import DeviceAddress
+from lien.protocol import api
 
 ROOT = Path(__file__).resolve().parent.parent
 WEB_CLIENT = ROOT / "web_client"
@@ -42,6 +44,24 @@ def address_json(address: DeviceAddress) -> dict[str, str]:
 
 def identity_json(identity: PublicIdentity) -> dict[str, str]:
     return {"signing_key": b64(identity.signing_key), "exchange_key": b64(identity.exchange_key)}
+
+
+def bundle_json(
+    address: DeviceAddress,
+    identity: PublicIdentity,
+    signed_prekey: SignedPrekeyPair,
+    prekey: OneTimePrekeyPair,
+) -> dict[str, Any]:
+    """A device's key bundle as the server hands it out (`KeyBundle`), as JSON for either side."""
+    bundle = api.KeyBundle(
+        device=address.device,
+        identity_signing_key=identity.signing_key,
+        identity_exchange_key=identity.exchange_key,
+        signed_prekey=signed_prekey.to_body(),
+        prekey=prekey.to_body(),
+    )
+    decoded: dict[str, Any] = json.loads(msgspec.json.encode(bundle))
+    return decoded
 
 
 class NodeCli:

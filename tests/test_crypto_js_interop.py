@@ -34,7 +34,7 @@ from lien.crypto.session import Session, accept_prekey_message, initiate_session
 from lien.crypto.wire import parse_body
 from lien.crypto.x3dh import PrekeyBundle
 from lien.protocol import api
-from tests.node_cli import NodeCli, address_json, b64, identity_json, unb64
+from tests.node_cli import NodeCli, address_json, b64, bundle_json, identity_json, unb64
 
 MESSAGES_EACH_WAY = 20
 ROUNDS = 5
@@ -88,15 +88,7 @@ class PythonSide:
 
     def bundle_json(self) -> dict[str, Any]:
         first = next(iter(self._one_time.values()))
-        bundle = api.KeyBundle(
-            device=self.address.device,
-            identity_signing_key=self.identity.signing_key,
-            identity_exchange_key=self.identity.exchange_key,
-            signed_prekey=self._signed_prekey.to_body(),
-            prekey=first.to_body(),
-        )
-        decoded: dict[str, Any] = json.loads(msgspec.json.encode(bundle))
-        return decoded
+        return bundle_json(self.address, self.identity, self._signed_prekey, first)
 
     def initiate(self, peer: Side) -> None:
         bundle = PrekeyBundle.from_api(
