@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import asyncpg
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -249,6 +250,37 @@ async def test_a_transient_failure_costs_a_retry_only(database: Database, commit
     assert await message_ids(database) == ["m-a", "m-b", "m-flaky"]
 
 
+@pytest.mark.postgres
+async def test_a_connection_the_database_dropped_costs_one_attempt_only(
+    postgres_database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker keeps its connection between transactions; a dropped one is replaced, nothing lost."""
+    database = Database(postgres_database_url)
+    await upgrade_to_head(database)
+    committer = GroupCommitter(database)
+    try:
+        [device] = await add_devices(database, 1)
+        committer.start()
+        calls: dict[str, int] = {}
+        assert await committer.run(storing(device, calls, "a")) == "a"
+        admin = await asyncpg.connect(postgres_database_url.replace("+asyncpg", ""))
+        try:
+            terminated = await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        finally:
+            await admin.close()
+        assert terminated >= 1  # the worker's own connection among them
+        assert await gather(committer.run(storing(device, calls, "b"))) == ["b"]
+        assert calls == {"a": 1, "b": 2}  # the attempt on the dead connection, then alone on a new one
+        assert await inbox_of(database, device) == [(1, "a"), (2, "b")]
+        assert any("retrying each alone" in record.getMessage() for record in caplog.records)
+    finally:
+        await committer.close()
+        await database.close()
+
+
 # --- acks --------------------------------------------------------------------------------
 
 
@@ -281,6 +313,34 @@ async def test_acks_of_several_devices_in_one_transaction_each_purge_up_to_their
     async with database.read() as connection:
         acked = {device: await messages.acked_seq(connection, device) for device in (first, second, third)}
     assert acked == {first: 3, second: 2, third: 0}
+
+
+async def test_entries_for_a_removed_device_are_dropped_and_the_others_written_with_acks(
+    database: Database, committer: GroupCommitter
+) -> None:
+    kept, removed, acking = await add_devices(database, 3)
+    committer.start()
+
+    async def fill(connection: AsyncConnection, writes: InboxWrites) -> None:
+        queue_entries(writes, "m1", [kept, removed, acking])
+        queue_entries(writes, "m2", [acking])
+
+    await committer.run(fill)
+    async with database.write() as connection:
+        await devices.remove_device(connection, removed, now=2)
+
+    async def mixed(connection: AsyncConnection, writes: InboxWrites) -> list[messages.QueuedEntry]:
+        writes.ack(acking, 1)  # an ack and new entries for one device in one transaction
+        return queue_entries(writes, "m3", [removed, kept, acking])
+
+    entries = await committer.run(mixed)
+    assert [entry.seq for entry in entries] == [0, 2, 3]  # seq 0: never written
+    assert not entries[0].written and entries[1].written
+    assert await inbox_of(database, kept) == [(1, "m1"), (2, "m3")]
+    assert await inbox_of(database, acking) == [(2, "m2"), (3, "m3")]
+    async with database.read() as connection:
+        assert await messages.acked_seq(connection, acking) == 1
+        assert await messages.inbox_depth(connection, removed) == 0
 
 
 # --- bulk jobs ---------------------------------------------------------------------------

@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lien import ledger as chain
 from lien.protocol.errors import LienError
-from server.storage import ledger, messages
+from server.storage import batch_pg, ledger, messages
 from server.storage.database import Database
 
 logger = logging.getLogger(__name__)
@@ -107,6 +107,39 @@ It refuses an item by returning the refusal as that item's result, never by
 raising (the other items carry on); anything it raises sinks the transaction
 like a job's exception.
 """
+
+
+class _HeldConnection:
+    """One worker's connection, kept from one transaction to the next.
+
+    Checking a connection out of the pool costs a ping to the database
+    (``pool_pre_ping``) and some CPU, once per transaction; a worker that
+    writes all the time keeps its own instead. After any failure it is
+    closed, and the next transaction opens a fresh one: a connection the
+    database dropped (restart, terminated backend) costs one failed attempt,
+    which the committer retries.
+    """
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self._connection: AsyncConnection | None = None
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        if self._connection is None:
+            self._connection = await self._database.connect_writer()
+        try:
+            async with self._connection.begin():
+                yield self._connection
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.close()
 
 
 @dataclass
@@ -181,37 +214,42 @@ class GroupCommitter:
         return await future
 
     async def _work(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            while len(batch) < self._max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            try:
-                await self._commit_with_retry(batch)
-            except Exception:
-                logger.warning(
-                    "group commit of %d jobs failed; retrying each alone", len(batch), exc_info=True
-                )
-                for pending in batch:
-                    try:
-                        await self._commit_together([pending])
-                    except Exception as exc:
-                        logger.exception("write job failed")
-                        if not pending.future.done():
-                            pending.future.set_exception(exc)
-            for pending in batch:
-                if pending.future.done() or pending.outcome is None:
-                    continue
-                succeeded, value = pending.outcome
-                if succeeded:
-                    pending.future.set_result(value)
-                else:
-                    pending.future.set_exception(value)
+        held = _HeldConnection(self._database)
+        try:
+            while True:
+                await self._take_and_commit(held)
+        finally:
+            await held.close()
 
-    async def _commit_with_retry(self, batch: list[_Pending]) -> None:
+    async def _take_and_commit(self, held: _HeldConnection) -> None:
+        batch = [await self._queue.get()]
+        while len(batch) < self._max_batch and not self._queue.empty():
+            batch.append(self._queue.get_nowait())
+        try:
+            await self._commit_with_retry(held, batch)
+        except Exception:
+            logger.warning("group commit of %d jobs failed; retrying each alone", len(batch), exc_info=True)
+            for pending in batch:
+                try:
+                    await self._commit_together(held, [pending])
+                except Exception as exc:
+                    logger.exception("write job failed")
+                    if not pending.future.done():
+                        pending.future.set_exception(exc)
+        for pending in batch:
+            if pending.future.done() or pending.outcome is None:
+                continue
+            succeeded, value = pending.outcome
+            if succeeded:
+                pending.future.set_result(value)
+            else:
+                pending.future.set_exception(value)
+
+    async def _commit_with_retry(self, held: _HeldConnection, batch: list[_Pending]) -> None:
         """A deadlock or serialization failure is transient: run the batch again before splitting it."""
         for attempt in range(_TRANSIENT_RETRIES + 1):
             try:
-                await self._commit_together(batch)
+                await self._commit_together(held, batch)
                 return
             except DBAPIError as exc:
                 if (
@@ -221,8 +259,8 @@ class GroupCommitter:
                     raise
                 logger.info("transient %s on a batch of %d; retrying", type(exc.orig).__name__, len(batch))
 
-    async def _commit_together(self, batch: list[_Pending]) -> None:
-        async with self._database.write() as connection:
+    async def _commit_together(self, held: _HeldConnection, batch: list[_Pending]) -> None:
+        async with held.transaction() as connection:
             writes = InboxWrites()
             kinds: dict[BulkJob[Any, Any], list[_Pending]] = {}
             for pending in batch:
@@ -241,8 +279,33 @@ class GroupCommitter:
                 results = await bulk(connection, writes, [pending.item for pending in members])
                 for pending, result in zip(members, results, strict=True):
                     pending.outcome = (True, result)
-            await messages.write_inboxes(connection, writes.entries, writes.acks)
-            await messages.insert_copy_hashes(connection, writes.copy_hashes)
-            await ledger.append(connection, writes.ledger, self._clock())
+            await finish_writes(connection, writes, self._clock())
         if self.on_batch is not None:
             self.on_batch(len(batch))
+
+
+async def finish_writes(connection: AsyncConnection, writes: InboxWrites, now: int) -> None:
+    """Write what the transaction's jobs queued: inbox entries, acks, copy hashes, ledger records.
+
+    Devices are locked before the ledger head, as by every other writer.
+    """
+    if connection.dialect.name != "postgresql":
+        await messages.write_inboxes(connection, writes.entries, writes.acks, writes.copy_hashes)
+        await ledger.append(connection, writes.ledger, now)
+        return
+    driver = await batch_pg.driver_of(connection)
+    first_seqs, head = await batch_pg.number_devices(
+        driver, messages.entry_counts(writes.entries), writes.acks, lock_head=bool(writes.ledger)
+    )
+    ledger_rows: list[dict[str, Any]] = []
+    appended = ledger.Appended(0, b"")
+    if head is not None:
+        ledger_rows, appended = ledger.chain_rows(writes.ledger, ledger.Appended(*head), now)
+    await batch_pg.write(
+        driver,
+        inbox_rows=messages.number_entries(writes.entries, first_seqs),
+        acks=writes.acks,
+        copy_hashes=writes.copy_hashes,
+        ledger_rows=ledger_rows,
+        head=(appended.seq, appended.hash),
+    )

@@ -71,6 +71,15 @@ class Database:
         async with self._writer.begin() as connection:
             yield connection
 
+    async def connect_writer(self) -> AsyncConnection:
+        """A write connection for the caller to keep across transactions (``begin()`` on it for each).
+
+        For a worker that writes all the time (the group committer): no pool
+        checkout and no liveness ping per transaction. The caller closes it,
+        and drops it after a failure.
+        """
+        return await self._writer.connect()
+
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         async with self._reader.begin() as connection:

@@ -8,6 +8,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lien.protocol.api import DeviceRegistration, OneTimePrekey, SignedPrekey
+from server.storage import batch_pg
 from server.storage.schema import devices, inbox, one_time_prekeys
 
 
@@ -94,6 +95,8 @@ async def devices_of(connection: AsyncConnection, user_ids: list[int]) -> list[D
 
 async def device_ids_of(connection: AsyncConnection, user_ids: list[int]) -> dict[int, int]:
     """device id -> user id for the live devices of these users."""
+    if connection.dialect.name == "postgresql":
+        return await batch_pg.live_devices_of(await batch_pg.driver_of(connection), user_ids)
     rows = await connection.execute(
         select(devices.c.id, devices.c.user_id).where(
             devices.c.user_id.in_(user_ids), devices.c.removed_at.is_(None)

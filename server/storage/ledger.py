@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lien import ledger as chain
 from lien.protocol.api import LedgerKey
+from server.storage import batch_pg
 from server.storage.schema import ledger, ledger_head, ledger_signed_heads
 
 
@@ -33,11 +35,25 @@ async def append(
     """Append entries (each with its ``ref``: message id or ``d<device>``) and move the head."""
     if not entries:
         return None
-    query = select(ledger_head.c.seq, ledger_head.c.hash).where(ledger_head.c.id == 1)
     if connection.dialect.name == "postgresql":
-        query = query.with_for_update()
-    head = (await connection.execute(query)).one()
-    seq, current = int(head.seq), bytes(head.hash)
+        driver = await batch_pg.driver_of(connection)
+        rows, appended = chain_rows(entries, Appended(*await batch_pg.lock_ledger_head(driver)), now)
+        await batch_pg.write(driver, ledger_rows=rows, head=(appended.seq, appended.hash))
+        return appended
+    head = (await connection.execute(select(ledger_head.c.seq, ledger_head.c.hash))).one()
+    rows, appended = chain_rows(entries, Appended(int(head.seq), bytes(head.hash)), now)
+    await connection.execute(insert(ledger), rows)
+    await connection.execute(
+        update(ledger_head).where(ledger_head.c.id == 1).values(seq=appended.seq, hash=appended.hash)
+    )
+    return appended
+
+
+def chain_rows(
+    entries: Sequence[tuple[chain.LedgerEntry, str | None]], head: Appended, now: int
+) -> tuple[list[dict[str, Any]], Appended]:
+    """The ledger rows that chain ``entries`` after ``head``, and the new head."""
+    seq, current = head.seq, head.hash
     rows = []
     for entry, ref in entries:
         content = chain.encode_entry(entry)
@@ -54,9 +70,7 @@ async def append(
                 "created_at": now,
             }
         )
-    await connection.execute(insert(ledger), rows)
-    await connection.execute(update(ledger_head).where(ledger_head.c.id == 1).values(seq=seq, hash=current))
-    return Appended(seq, current)
+    return rows, Appended(seq, current)
 
 
 async def head(connection: AsyncConnection) -> Appended:

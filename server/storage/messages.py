@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.expression import Insert
 
+from server.storage import batch_pg
 from server.storage.schema import contacts, devices, inbox, message_copies, messages, receipts, users
 
 
@@ -91,6 +92,10 @@ async def insert_messages_once(connection: AsyncConnection, batch: Sequence[Stor
     """
     if not batch:
         return set()
+    if connection.dialect.name == "postgresql":
+        return await batch_pg.insert_messages_once(
+            await batch_pg.driver_of(connection), [_row_of(message) for message in batch]
+        )
     # Executemany with RETURNING: SQLAlchemy packs it into multi-row INSERTs ("insertmanyvalues").
     result = await connection.execute(
         _insert_ignoring_conflicts(connection, messages).returning(messages.c.id),
@@ -157,25 +162,20 @@ class QueuedEntry:
 
 
 async def write_inboxes(
-    connection: AsyncConnection, entries: Sequence[QueuedEntry], acks: Mapping[int, int]
+    connection: AsyncConnection,
+    entries: Sequence[QueuedEntry],
+    acks: Mapping[int, int],
+    copy_hashes: Sequence[tuple[str, int, bytes]] = (),
 ) -> None:
-    """End of a write transaction: append the queued entries, then apply the acks.
+    """End of a write transaction on SQLite: append the queued entries, apply the acks, keep the copy hashes.
 
-    Every device row touched is first locked in id order (``FOR NO KEY
-    UPDATE``, which foreign-key checks do not wait for), so concurrent
-    transactions never deadlock, and one device's entries commit in seq order:
-    a device resuming "after seq N" never skips one.
+    SQLite has one writer at a time (the transaction began ``IMMEDIATE``), so
+    one device's entries commit in seq order: a device resuming "after seq N"
+    never skips one. PostgreSQL's version locks the devices in id order and
+    takes two statements (:mod:`server.storage.batch_pg`, called by the
+    committer).
     """
-    touched = sorted({entry.device_id for entry in entries} | set(acks))
-    if not touched:
-        return
-    if connection.dialect.name == "postgresql":
-        await connection.execute(
-            select(devices.c.id)
-            .where(devices.c.id.in_(touched))
-            .order_by(devices.c.id)
-            .with_for_update(key_share=True)
-        )
+    await insert_copy_hashes(connection, copy_hashes)
     await _append_to_inboxes(connection, entries)
     await _apply_acks(connection, acks)
 
@@ -187,18 +187,33 @@ async def _append_to_inboxes(connection: AsyncConnection, entries: Sequence[Queu
     """
     if not entries:
         return
-    counts: dict[int, int] = {}
-    for entry in entries:
-        counts[entry.device_id] = counts.get(entry.device_id, 0) + 1
-    device_ids = sorted(counts)
+    counts = entry_counts(entries)
     rows = await connection.execute(
         update(devices)
-        .where(devices.c.id.in_(device_ids), devices.c.removed_at.is_(None))
+        .where(devices.c.id.in_(sorted(counts)), devices.c.removed_at.is_(None))
         .values(next_seq=devices.c.next_seq + case(counts, value=devices.c.id))
         .returning(devices.c.id, devices.c.next_seq)
     )
-    next_seqs = {row.id: int(row.next_seq) - counts[row.id] + 1 for row in rows}
-    inserted = []
+    inserted = number_entries(entries, {row.id: int(row.next_seq) - counts[row.id] + 1 for row in rows})
+    if inserted:
+        await connection.execute(insert(inbox), inserted)
+
+
+def entry_counts(entries: Sequence[QueuedEntry]) -> dict[int, int]:
+    """device id -> how many entries are queued for it."""
+    counts: dict[int, int] = {}
+    for entry in entries:
+        counts[entry.device_id] = counts.get(entry.device_id, 0) + 1
+    return counts
+
+
+def number_entries(entries: Sequence[QueuedEntry], first_seqs: Mapping[int, int]) -> list[dict[str, Any]]:
+    """Give each entry the next seq of its device from ``first_seqs`` and build its frame; their rows.
+
+    Entries of a device missing from ``first_seqs`` (removed) are left unwritten.
+    """
+    next_seqs = dict(first_seqs)
+    rows = []
     for entry in entries:
         seq = next_seqs.get(entry.device_id)
         if seq is None:
@@ -206,7 +221,7 @@ async def _append_to_inboxes(connection: AsyncConnection, entries: Sequence[Queu
         next_seqs[entry.device_id] = seq + 1
         entry.seq = seq
         entry.frame = entry.build_frame(seq)
-        inserted.append(
+        rows.append(
             {
                 "device_id": entry.device_id,
                 "seq": seq,
@@ -217,8 +232,7 @@ async def _append_to_inboxes(connection: AsyncConnection, entries: Sequence[Queu
                 "created_at": entry.created_at,
             }
         )
-    if inserted:
-        await connection.execute(insert(inbox), inserted)
+    return rows
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,201 @@
+"""The committer's batch writes on PostgreSQL: few round trips, statement texts that never change.
+
+Every write transaction of the group committer ends with the same writes:
+lock and number the touched devices, insert the inbox entries, purge what
+was acked, remember copy hashes, append to the ledger. Written with
+SQLAlchemy Core they cost nine round trips, and their texts change with
+the number of rows (``IN (...)`` lists, multi-row ``VALUES``), so asyncpg
+prepares them again and again. Here each is one statement over arrays
+(``unnest``, ``= ANY``), and those that can share a statement do: two
+round trips in all (:func:`number_devices`, then :func:`write`), prepared
+once per connection. SQLite keeps the portable versions in ``messages`` and
+``ledger``; both are run by the whole test suite. The envelope store's
+two statements (message rows, live devices of users) are here too.
+
+The statements run on the asyncpg connection under the SQLAlchemy one,
+inside its transaction (:func:`driver_of`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+_NUMBER_DEVICES = """
+UPDATE devices AS d
+SET next_seq = CASE WHEN d.removed_at IS NULL THEN d.next_seq + w.added ELSE d.next_seq END,
+    acked_seq = GREATEST(d.acked_seq, w.acked)
+FROM (SELECT id FROM devices WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE) AS locked,
+     unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS w(id, added, acked)
+WHERE d.id = locked.id AND w.id = locked.id
+RETURNING d.id, d.next_seq, d.removed_at IS NULL AS live
+"""
+"""Lock the devices in id order (``FOR NO KEY UPDATE``: foreign-key checks do not wait for it),
+hand out ``added`` seqs to each live device, and remember its ack."""
+
+# Constant texts only are joined here, never a value: S608 does not apply.
+_NUMBER_DEVICES_THEN_LOCK_HEAD = (
+    f"WITH numbered AS ({_NUMBER_DEVICES})"  # noqa: S608
+    """
+SELECT id, next_seq, live, NULL::bytea AS hash FROM numbered
+UNION ALL
+SELECT NULL, seq, NULL, hash FROM (SELECT seq, hash FROM ledger_head WHERE id = 1 FOR UPDATE) AS head
+"""
+)
+"""The same, then the ledger head's lock, in that order (the order every writer takes them):
+the branches of ``UNION ALL`` run one after the other."""
+
+_LOCK_LEDGER_HEAD = "SELECT seq, hash FROM ledger_head WHERE id = 1 FOR UPDATE"
+
+_WRITE = """
+WITH purged AS (
+    DELETE FROM inbox AS i
+    USING unnest($8::bigint[], $9::bigint[]) AS a(device_id, seq)
+    WHERE i.device_id = a.device_id AND i.seq <= a.seq
+), hashes AS (
+    INSERT INTO message_copies (message_id, device_id, sha256)
+    SELECT * FROM unnest($10::varchar[], $11::bigint[], $12::bytea[])
+    ON CONFLICT DO NOTHING
+), entries AS (
+    INSERT INTO inbox (device_id, seq, kind, message_id, frame, key, created_at)
+    SELECT * FROM unnest(
+        $1::bigint[], $2::bigint[], $3::smallint[], $4::varchar[], $5::bytea[], $6::bytea[], $7::bigint[]
+    )
+), appended AS (
+    INSERT INTO ledger (seq, entry, digest, hash, ref, created_at)
+    SELECT * FROM unnest(
+        $13::bigint[], $14::bytea[], $15::bytea[], $16::bytea[], $17::varchar[], $18::bigint[]
+    )
+)
+UPDATE ledger_head SET seq = $19, hash = $20 WHERE id = 1 AND cardinality($13::bigint[]) > 0
+"""
+"""Everything else, in one statement: new inbox entries, the purge of acked ones (never the same
+rows: new seqs are above every ack), copy hashes, ledger rows and the new head (when there are
+ledger rows: the head is locked then)."""
+
+_INSERT_MESSAGES = """
+INSERT INTO messages (
+    id, sender_user_id, sender_device_id, recipient_user_id, client_id, created_at, group_id, body,
+    body_sha256
+)
+SELECT * FROM unnest(
+    $1::varchar[], $2::bigint[], $3::bigint[], $4::bigint[], $5::varchar[], $6::bigint[], $7::varchar[],
+    $8::bytea[], $9::bytea[]
+)
+ON CONFLICT DO NOTHING
+RETURNING id
+"""
+
+_LIVE_DEVICES_OF = "SELECT id, user_id FROM devices WHERE user_id = ANY($1::bigint[]) AND removed_at IS NULL"
+
+Head = tuple[int, bytes]
+"""The ledger head: last seq and hash."""
+
+
+async def driver_of(connection: AsyncConnection) -> Any:
+    """The asyncpg connection under ``connection``, its transaction begun.
+
+    SQLAlchemy's asyncpg adapter sends ``BEGIN`` lazily, with its first
+    statement; a statement sent straight to asyncpg before that would run
+    outside the transaction, so the transaction is begun here if needed.
+    ``tests/test_batch_pg.py`` checks that such writes roll back with it.
+    """
+    fairy = await connection.get_raw_connection()
+    adapted: Any = fairy.dbapi_connection
+    if adapted._transaction is None:
+        await adapted._start_transaction()
+    return adapted.driver_connection
+
+
+async def number_devices(
+    driver: Any, added: Mapping[int, int], acks: Mapping[int, int], *, lock_head: bool
+) -> tuple[dict[int, int], Head | None]:
+    """Lock every device touched, give each live one ``added`` seqs, remember acks; then the head's lock.
+
+    Returns device id -> first seq handed out (live devices of ``added``), and
+    the ledger head when ``lock_head``.
+    """
+    device_ids = sorted(set(added) | set(acks))
+    if not device_ids:
+        return {}, (await lock_ledger_head(driver) if lock_head else None)
+    rows = await driver.fetch(
+        _NUMBER_DEVICES_THEN_LOCK_HEAD if lock_head else _NUMBER_DEVICES,
+        device_ids,
+        [added.get(device_id, 0) for device_id in device_ids],
+        [acks.get(device_id, 0) for device_id in device_ids],
+    )
+    first_seqs = {}
+    head = None
+    for row in rows:
+        if row["id"] is None:
+            head = (int(row["next_seq"]), bytes(row["hash"]))
+        elif row["live"] and added.get(row["id"]):
+            first_seqs[row["id"]] = int(row["next_seq"]) - added[row["id"]] + 1
+    return first_seqs, head
+
+
+async def lock_ledger_head(driver: Any) -> Head:
+    row = await driver.fetchrow(_LOCK_LEDGER_HEAD)
+    return int(row["seq"]), bytes(row["hash"])
+
+
+async def write(
+    driver: Any,
+    *,
+    inbox_rows: Sequence[Mapping[str, Any]] = (),
+    acks: Mapping[int, int] | None = None,
+    copy_hashes: Sequence[tuple[str, int, bytes]] = (),
+    ledger_rows: Sequence[Mapping[str, Any]] = (),
+    head: Head = (0, b""),
+) -> None:
+    """Insert inbox rows, purge inboxes up to their acks, keep copy hashes, append ledger rows.
+
+    ``head`` is the new ledger head, written when there are ledger rows (its
+    row locked beforehand).
+    """
+    acked = sorted((acks or {}).items())
+    if not (inbox_rows or acked or copy_hashes or ledger_rows):
+        return
+    await driver.execute(
+        _WRITE,
+        *_columns(inbox_rows, ("device_id", "seq", "kind", "message_id", "frame", "key", "created_at")),
+        [device_id for device_id, _ in acked],
+        [seq for _, seq in acked],
+        [message_id for message_id, _, _ in copy_hashes],
+        [device_id for _, device_id, _ in copy_hashes],
+        [sha256 for _, _, sha256 in copy_hashes],
+        *_columns(ledger_rows, ("seq", "entry", "digest", "hash", "ref", "created_at")),
+        *head,
+    )
+
+
+def _columns(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> list[list[Any]]:
+    """Rows as one list per column: the arrays ``unnest`` takes back apart."""
+    return [[row[name] for row in rows] for name in names]
+
+
+_MESSAGE_COLUMNS = (
+    "id",
+    "sender_user_id",
+    "sender_device_id",
+    "recipient_user_id",
+    "client_id",
+    "created_at",
+    "group_id",
+    "body",
+    "body_sha256",
+)
+
+
+async def insert_messages_once(driver: Any, rows: Sequence[Mapping[str, Any]]) -> set[str]:
+    """Insert message rows, skipping those already there; the ids inserted."""
+    found = await driver.fetch(_INSERT_MESSAGES, *_columns(rows, _MESSAGE_COLUMNS))
+    return {row["id"] for row in found}
+
+
+async def live_devices_of(driver: Any, user_ids: Sequence[int]) -> dict[int, int]:
+    """device id -> user id for the live devices of these users."""
+    rows = await driver.fetch(_LIVE_DEVICES_OF, list(user_ids))
+    return {row["id"]: row["user_id"] for row in rows}

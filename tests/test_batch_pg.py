@@ -1,0 +1,113 @@
+"""server.storage.batch_pg: the committer's writes sent straight to asyncpg, on a real PostgreSQL.
+
+What the module relies on and the rest of the suite would not notice if it
+broke: the statements run inside the SQLAlchemy transaction (they roll back
+with it), and their texts do not change with the number of rows (prepared
+once per connection).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import func, select, text
+
+from lien import ledger as chain
+from lien.protocol.api import Profile
+from server.storage import accounts, devices, ledger, messages
+from server.storage.committer import InboxWrites, finish_writes
+from server.storage.database import Database
+from server.storage.migrate import upgrade_to_head
+from server.storage.schema import INBOX_MESSAGE
+from server.storage.schema import devices as devices_table
+from server.storage.schema import inbox as inbox_table
+from server.storage.schema import ledger as ledger_table
+from tests.keys import new_device
+
+pytestmark = pytest.mark.postgres
+
+
+class Abort(Exception):
+    pass
+
+
+@pytest.fixture
+async def database(postgres_database_url: str) -> AsyncIterator[Database]:
+    db = Database(postgres_database_url)
+    await upgrade_to_head(db)
+    yield db
+    await db.close()
+
+
+async def add_devices(database: Database, count: int) -> list[int]:
+    async with database.write() as connection:
+        user_id = await accounts.create_user(
+            connection, username="owner", password_hash="x", profile=Profile(display_name="U"), now=1
+        )
+        return [
+            await devices.add_device(
+                connection, user_id=user_id, registration=new_device(prekeys=0).registration, now=1
+            )
+            for _ in range(count)
+        ]
+
+
+def queue(writes: InboxWrites, device_ids: list[int], tag: str) -> None:
+    for device_id in device_ids:
+        writes.add(device_id, INBOX_MESSAGE, tag, 1_000, lambda seq: f"{tag}|{seq}".encode())
+
+
+def record() -> chain.LedgerEntry:
+    return chain.DeviceRemoved(user="owner", device=1, at=5)
+
+
+async def test_writes_sent_first_in_a_transaction_roll_back_with_it(database: Database) -> None:
+    """No SQLAlchemy statement before them: the transaction must still have begun."""
+    [device_id] = await add_devices(database, 1)
+    with pytest.raises(Abort):
+        async with database.write() as connection:
+            writes = InboxWrites()
+            queue(writes, [device_id], "lost")
+            writes.record(record(), "d1")
+            await finish_writes(connection, writes, now=5)
+            raise Abort
+    async with database.read() as connection:
+        assert await messages.inbox_depth(connection, device_id) == 0
+        next_seq = await connection.scalar(
+            select(devices_table.c.next_seq).where(devices_table.c.id == device_id)
+        )
+        assert next_seq == 0
+        assert await connection.scalar(select(func.count()).select_from(ledger_table)) == 0
+
+
+async def test_writes_after_sqlalchemy_statements_share_their_transaction(database: Database) -> None:
+    [device_id] = await add_devices(database, 1)
+    async with database.write() as connection:
+        await connection.execute(devices_table.update().values(last_seen_at=77))
+        writes = InboxWrites()
+        queue(writes, [device_id], "kept")
+        await finish_writes(connection, writes, now=5)
+        # SQLAlchemy sees the asyncpg insert: one connection, one transaction.
+        assert await connection.scalar(select(func.count()).select_from(inbox_table)) == 1
+    async with database.read() as connection:
+        assert await messages.inbox_depth(connection, device_id) == 1
+
+
+async def test_statement_texts_do_not_change_with_the_number_of_rows(database: Database) -> None:
+    device_ids = await add_devices(database, 6)
+    counts = []
+    async with database.write() as connection:
+        for size in range(1, 7):
+            writes = InboxWrites()
+            queue(writes, device_ids[:size], f"m{size}")
+            writes.ack(device_ids[0], size - 1)
+            for _ in range(size):
+                writes.record(record(), "d1")
+            await finish_writes(connection, writes, now=5)
+            await ledger.append(connection, [(record(), "d2")] * size, now=5)
+            await devices.device_ids_of(connection, [1] * size)
+            prepared = await connection.execute(text("SELECT count(*) FROM pg_prepared_statements"))
+            counts.append(prepared.scalar_one())
+    assert counts[0] >= 5  # number, write, lock head, append, devices of (and this count)
+    assert counts == [counts[0]] * 6
