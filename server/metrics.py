@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -59,5 +61,25 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.frame_in = _children(self.frames_in)
+        self.frame_out = _children(self.frames_out)
+        self.error = _children(self.errors)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _children(counter: Counter) -> Callable[[str], Counter]:
+    """``counter.labels(value)``, remembered: ``labels()`` takes a lock and builds a key at each call.
+
+    For labels whose values come from a fixed set (frame types, error codes), counted per frame.
+    """
+    children: dict[str, Counter] = {}
+
+    def child(value: str) -> Counter:
+        found = children.get(value)
+        if found is None:
+            found = children[value] = counter.labels(value)
+        return found
+
+    return child

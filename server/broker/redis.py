@@ -29,6 +29,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from server.broker.base import BrokerUnavailable, Handler, HandlerTable, Subscription, run_callbacks
+from server.broker.pipelined import PipelinedCommands
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ class RedisBroker:
     ) -> None:
         self._new_connection = _subscriber_factory(url, socket_timeout)
         self._publisher = make_command_client(url, socket_timeout=socket_timeout)
+        self._publishing = PipelinedCommands(self._publisher)
         self._reconnect_min = reconnect_min
         self._reconnect_max = reconnect_max
         self._ping_interval = ping_interval
@@ -138,6 +140,7 @@ class RedisBroker:
         if self._first_connection is not None:
             await self._first_connection.disconnect(nowait=True)
             self._first_connection = None
+        await self._publishing.close()
         await self._publisher.aclose()
         self._notify_state()
 
@@ -157,10 +160,8 @@ class RedisBroker:
         if not messages:
             return
         try:
-            async with self._publisher.pipeline(transaction=False) as pipe:
-                for channel, payload in messages:
-                    pipe.publish(channel, payload)
-                await pipe.execute()
+            # With the notices of every other connection that publishes meanwhile: one round trip.
+            await self._publishing.execute([("PUBLISH", channel, payload) for channel, payload in messages])
         except UNREACHABLE as exc:
             raise BrokerUnavailable(f"cannot publish: {exc}") from exc
 

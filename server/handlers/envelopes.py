@@ -93,6 +93,7 @@ async def accept_envelopes(
     outcomes = iter(stored)
     announced: list[messages.QueuedEntry] = []
     results: list[frames.Accepted | errors.LienError] = []
+    accepted = 0
     for send, answer in zip(sends, answers, strict=True):
         if answer is not None:
             results.append(answer)
@@ -107,7 +108,7 @@ async def accept_envelopes(
             services.metrics.messages_resent.inc(len(outcome.entries))
             announced.extend(outcome.entries)
         else:
-            services.metrics.messages_accepted.inc()
+            accepted += 1
             if outcome.recipient_id != caller.user_id:
                 services.known_contacts.update(
                     {(caller.user_id, outcome.recipient_id), (outcome.recipient_id, caller.user_id)}
@@ -118,6 +119,7 @@ async def accept_envelopes(
                 id=send.id, message=outcome.message_id, at=outcome.at, duplicate=outcome.duplicate
             )
         )
+    services.metrics.messages_accepted.inc(accepted)
     await announce(services, announced)
     return results
 

@@ -120,7 +120,7 @@ class DeviceConnection:
                     )
                 return await accounts.authenticate(self.services, frame.token)
             except errors.LienError as error:
-                self.services.metrics.errors.labels(error.code).inc()
+                self.services.metrics.error(error.code).inc()
                 if error.close_code is not None:
                     await self._close_with(error)
                     return None
@@ -210,7 +210,7 @@ class DeviceConnection:
             self.log.info("device %d disconnected", caller.device_id)
 
     async def _close_with(self, error: errors.LienError) -> None:
-        self.services.metrics.errors.labels(error.code).inc()
+        self.services.metrics.error(error.code).inc()
         try:
             await self._send_now(
                 frames.Error(code=error.code, message=error.message, retry_after=error.retry_after)
@@ -258,7 +258,7 @@ class DeviceConnection:
             ref: str | None = None
             try:
                 frame = codec.decode_client_frame(data)
-                self.services.metrics.frames_in.labels(type(frame).__struct_config__.tag).inc()
+                self.services.metrics.frame_in(str(type(frame).__struct_config__.tag)).inc()
                 ref = _ref_of(frame)
                 await self._dispatch(frame)
             except errors.LienError as error:
@@ -398,7 +398,7 @@ class DeviceConnection:
             self._push(frames.Presence(user=username, online=user_id in online))
 
     def _report(self, error: errors.LienError, ref: str | None) -> None:
-        self.services.metrics.errors.labels(error.code).inc()
+        self.services.metrics.error(error.code).inc()
         if error.close_code is not None:
             self.close(error)
             return
@@ -482,7 +482,7 @@ class DeviceConnection:
     # --- writing -----------------------------------------------------------
 
     def _push(self, frame: frames.Frame) -> None:
-        self.services.metrics.frames_out.labels(frame.__struct_config__.tag).inc()
+        self.services.metrics.frame_out(str(frame.__struct_config__.tag)).inc()
         self._enqueue(codec.encode_text(frame))
 
     def _push_ephemeral(self, frame: bytes) -> None:
