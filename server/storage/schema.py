@@ -139,10 +139,12 @@ messages = Table(
     "messages",
     metadata,
     Column("id", String(40), primary_key=True),
-    Column("sender_user_id", Id, ForeignKey("users.id"), nullable=False),
-    Column("sender_device_id", Id, ForeignKey("devices.id"), nullable=False),
+    # No foreign keys on the columns of the tables every delivery writes (migration 0006): the
+    # committer writes them for users and devices it has just read; neither is ever deleted.
+    Column("sender_user_id", Id, nullable=False),
+    Column("sender_device_id", Id, nullable=False),
     # Exactly one of the two: a user (one to one, a copy per device in the inbox) or a group.
-    Column("recipient_user_id", Id, ForeignKey("users.id"), nullable=True),
+    Column("recipient_user_id", Id, nullable=True),
     Column("group_id", String(32), ForeignKey("groups.id"), nullable=True),
     Column("client_id", String(64), nullable=False),
     Column("created_at", BigInteger, nullable=False),
@@ -161,7 +163,7 @@ INBOX_GROUP_EVENT = 4
 inbox = Table(
     "inbox",
     metadata,
-    Column("device_id", Id, ForeignKey("devices.id"), primary_key=True),
+    Column("device_id", Id, primary_key=True),  # no foreign key: see messages
     Column("seq", BigInteger, primary_key=True, autoincrement=False),
     Column("kind", SmallInteger, nullable=False),
     Column("message_id", String(40), nullable=False),
@@ -192,8 +194,8 @@ message_copies = Table(
     metadata,
     # The SHA-256 of each ciphertext stored for a device (one to one copies, resent copies):
     # what a signed receipt's hash is checked against. A group message's one body has body_sha256.
-    Column("message_id", String(40), ForeignKey("messages.id"), primary_key=True),
-    Column("device_id", Id, ForeignKey("devices.id"), primary_key=True),
+    Column("message_id", String(40), primary_key=True),  # no foreign keys: see messages
+    Column("device_id", Id, primary_key=True),
     Column("sha256", LargeBinary(32), primary_key=True),
 )
 
