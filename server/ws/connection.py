@@ -246,6 +246,7 @@ class DeviceConnection:
         self.close(errors.AuthenticationFailed("The session expired; sign in again."))
 
     async def _cancel_tasks(self) -> None:
+        self._delivering = False  # no pump starts any more (a broker resync may still wake this socket)
         if self._expiry is not None:
             self._expiry.cancel()
             self._expiry = None
@@ -573,6 +574,8 @@ class DeviceConnection:
             self._enqueue(frame.decode())
 
     def _enqueue(self, text: str) -> None:
+        if self._close_requested:
+            return  # the socket is closing: the writer, if any, is about to be cancelled
         outbound = self._outbound
         if outbound is None:
             outbound = self._outbound = deque()
