@@ -9,7 +9,8 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.routing import BaseRoute, WebSocketRoute
+from starlette.routing import BaseRoute
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from lien.protocol.errors import LienError
@@ -31,13 +32,31 @@ from server.ws.hub import Hub
 
 logger = logging.getLogger(__name__)
 
-
-async def websocket_endpoint(websocket: WebSocket) -> None:
-    services: Services = websocket.app.state.services
-    await DeviceConnection(services, websocket).serve()
+DEVICE_SOCKET_PATH = "/ws"
 
 
-def create_app(settings: Settings) -> Starlette:
+class LienApp(Starlette):
+    """Starlette, with the device socket served straight from the ASGI entry point.
+
+    Every coroutine frame between uvicorn and the socket's handler lives as long
+    as the socket does. Through the middleware stack (error and exception
+    middleware, the security headers, the router, the route and Starlette's
+    exception wrappers, twice) that was about 5 KiB per idle socket; none of it
+    acts on a WebSocket that ``DeviceConnection`` does not already handle: it
+    answers every client error itself, the security headers are for HTTP
+    responses, and an unexpected exception reaches uvicorn's log either way.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"] == DEVICE_SOCKET_PATH:
+            scope["app"] = self
+            services: Services = self.state.services
+            await DeviceConnection(services, WebSocket(scope, receive, send)).serve()
+        else:
+            await super().__call__(scope, receive, send)
+
+
+def create_app(settings: Settings) -> LienApp:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         database = Database(settings.effective_database_url)
@@ -102,10 +121,9 @@ def create_app(settings: Settings) -> Starlette:
     routes: list[BaseRoute] = [
         *api.routes,
         *ops.routes,
-        WebSocketRoute("/ws", websocket_endpoint),
         *web.routes(settings.effective_web_dir),
     ]
-    return Starlette(
+    return LienApp(
         routes=routes,
         middleware=[Middleware(web.SecurityHeaders)],
         lifespan=lifespan,

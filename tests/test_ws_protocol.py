@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 
@@ -281,3 +282,51 @@ async def test_an_open_socket_is_closed_when_its_session_expires(sqlite_database
             error = await ws.receive_until(frames.Error, timeout=15)
             assert error.code == "auth-failed" and "expired" in error.message
             assert await ws.close_code() == 4401
+
+
+async def test_logging_out_closes_the_open_socket_of_that_session(node: Node) -> None:
+    alice, _ = await register(node.http, "alice")
+    async with node.socket() as ws:
+        await ws.authenticate(alice.token)
+        assert (await node.http.post("/v1/logout", headers=bearer(alice.token))).status_code == 204
+        error = await ws.receive_until(frames.Error)
+        assert error.code == "auth-failed" and "signed out" in error.message
+        assert await ws.close_code() == 4401
+
+
+def _connection_tasks() -> list[str]:
+    """The tasks a connection runs besides the one serving its socket (pump, writer, send and ack writers)."""
+    return sorted(
+        name
+        for task in asyncio.all_tasks()
+        if (name := task.get_coro().__qualname__).startswith("DeviceConnection.")  # type: ignore[union-attr]
+    )
+
+
+async def _until_no_connection_tasks() -> None:
+    try:
+        async with asyncio.timeout(5):
+            while _connection_tasks():
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        raise AssertionError(f"still running: {_connection_tasks()}") from None
+
+
+async def test_idle_sockets_hold_no_task_and_traffic_starts_them_again(node: Node) -> None:
+    """A node holds tens of thousands of idle sockets: their pump and writer run only while there is work."""
+    alice, _ = await register(node.http, "alice")
+    bob, _ = await register(node.http, "bob")
+    async with node.socket() as alice_ws, node.socket() as bob_ws:
+        await alice_ws.authenticate(alice.token)
+        await bob_ws.authenticate(bob.token)
+        await _until_no_connection_tasks()
+        copies = await copies_for(node, alice.token, "bob")
+        for round_number in (1, 2):
+            await alice_ws.send(frames.Send(id=f"lab-{round_number}", to="bob", copies=copies))
+            await alice_ws.receive_until(frames.Accepted)
+            delivered = await bob_ws.receive_until(frames.Deliver)
+            assert delivered.seq == round_number
+            await bob_ws.send(frames.Ack(up_to=delivered.seq))
+            await bob_ws.send(frames.Ping(id=round_number))
+            assert (await bob_ws.receive_until(frames.Pong)).id == round_number
+            await _until_no_connection_tasks()

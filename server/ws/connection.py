@@ -1,12 +1,18 @@
 """One authenticated device socket: read frames, push the inbox in order, write with a bound.
 
-Three tasks per connection: the reader (parses and dispatches frames), the
-pump (pushes inbox entries in sequence order, at most ``DELIVERY_WINDOW``
-unacked) and the writer (drains a bounded queue onto the socket). Notices
-from the broker hand the pump the next frame; it reads the database inbox
-only when it may hold something no notice brought (at start, after a broker
-resync, when a notice was dropped or a gap shows). The inbox is the truth, so
-a lost notice only delays delivery until the next gap or resync.
+The task serving the socket reads and dispatches frames. Two more tasks run
+only while they have work, so an idle socket holds none of them: the pump
+(pushes inbox entries in sequence order, at most ``DELIVERY_WINDOW`` unacked)
+and the writer (drains a bounded queue onto the socket). Notices from the
+broker hand the pump the next frame; it reads the database inbox only when it
+may hold something no notice brought (at start, after a broker resync, when a
+notice was dropped or a gap shows). The inbox is the truth, so a lost notice
+only delays delivery until the next gap or resync.
+
+A node holds tens of thousands of idle sockets, so what each one keeps while
+idle is counted: no task but its own, no queue, slots instead of a ``__dict__``,
+objects needed only under traffic (the outbound queue, the rate hold, the
+logger adapter) made when traffic comes.
 """
 
 from __future__ import annotations
@@ -26,7 +32,6 @@ from server.services import Caller, Services
 from server.storage import devices, messages
 from server.ws import notices
 from server.ws.rate_hold import RateHold
-from server.ws.signal import Signal
 
 logger = logging.getLogger(__name__)
 
@@ -40,17 +45,51 @@ class _ConnectionLog(logging.LoggerAdapter):  # type: ignore[type-arg]
 
 
 class DeviceConnection:
+    __slots__ = (
+        "_ack_target",
+        "_ack_writer",
+        "_acked_seq",
+        "_close_error",
+        "_close_requested",
+        "_delivering",
+        "_expiry",
+        "_inbox_may_hold_more",
+        "_outbound",
+        "_pending",
+        "_pump_task",
+        "_pump_wanted",
+        "_pushed_seq",
+        "_rate_hold",
+        "_reader",
+        "_receipt_writer",
+        "_receipts",
+        "_send_writer",
+        "_sends",
+        "_sends_in_flight",
+        "_subscriptions",
+        "_tasks",
+        "_watched",
+        "caller",
+        "id",
+        "services",
+        "websocket",
+    )
+
     def __init__(self, services: Services, websocket: WebSocket) -> None:
         self.services = services
         self.websocket = websocket
         self.id = secrets.token_hex(6)
-        self.log = _ConnectionLog(logger, {"connection": self.id})
         self.caller: Caller | None = None
-        self._outbound: deque[str] = deque()
-        """Frames for the socket, written in order by the write loop; at most OUTBOUND_QUEUE_FRAMES."""
-        self._writable = Signal()
-        self._closing: asyncio.Future[errors.LienError | None] = asyncio.get_running_loop().create_future()
-        self._wake = Signal()
+        self._outbound: deque[str] | None = None
+        """Frames for the socket, at most OUTBOUND_QUEUE_FRAMES; None while the writer is not running."""
+        self._reader: asyncio.Task[Any] | None = None
+        """The task serving the socket, while it reads frames (what close() interrupts)."""
+        self._close_requested = False
+        self._close_error: errors.LienError | None = None
+        self._delivering = False
+        """Set once the device's acked seq is known: from then on the pump may run."""
+        self._pump_task: asyncio.Task[None] | None = None
+        self._pump_wanted = False
         self._pending: dict[int, notices.InboxNotice] = {}
         self._inbox_may_hold_more = True
         """Read the inbox at the next wake-up: at start, after a resync, when a notice was dropped or is
@@ -62,13 +101,19 @@ class DeviceConnection:
         self._sends: list[envelopes.Envelope] = []
         self._sends_in_flight = 0
         self._send_writer: asyncio.Task[None] | None = None
-        self._rate_hold = RateHold()
+        self._rate_hold: RateHold | None = None
+        """Made at the first refusal for rate (docs/protocol.md §6.10)."""
         self._receipts: list[frames.Receipt] = []
         self._receipt_writer: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._subscriptions: list[Subscription] = []
         self._watched: dict[int, Subscription] = {}
         self._expiry: asyncio.TimerHandle | None = None
+
+    @property
+    def log(self) -> logging.LoggerAdapter:  # type: ignore[type-arg]
+        """The logger, tagged with the connection id (made when needed: logging is rare per socket)."""
+        return _ConnectionLog(logger, {"connection": self.id})
 
     # --- lifecycle ---------------------------------------------------------
 
@@ -82,12 +127,10 @@ class DeviceConnection:
                 return
             self.caller = caller
             await self._start(caller)
-            reader = self._spawn(self._read_loop())
-            await asyncio.wait([reader, self._closing], return_when=asyncio.FIRST_COMPLETED)
+            await self._read_until_closed()
             await self._cancel_tasks()
-            error = self._closing.result() if self._closing.done() else None
-            if error is not None:
-                await self._close_with(error)
+            if self._close_error is not None:
+                await self._close_with(self._close_error)
         except (WebSocketDisconnect, ConnectionError):
             pass
         finally:
@@ -95,8 +138,31 @@ class DeviceConnection:
 
     def close(self, error: errors.LienError | None) -> None:
         """Ask the connection to close (from any task); ``error`` is sent first if given."""
-        if not self._closing.done():
-            self._closing.set_result(error)
+        if self._close_requested:
+            return
+        self._close_requested = True
+        self._close_error = error
+        reader = self._reader
+        if reader is not None and reader is not asyncio.current_task():
+            # Suspended at an await (this code runs, so it does not): the cancellation lands there.
+            # From the reader itself, the read loop sees the request before its next read.
+            reader.cancel()
+
+    async def _read_until_closed(self) -> None:
+        """Read and dispatch frames until the peer goes away or close() is called."""
+        reader = asyncio.current_task()
+        assert reader is not None
+        cancelling = reader.cancelling()
+        self._reader = reader
+        try:
+            await self._read_loop()
+        except asyncio.CancelledError:
+            if not self._close_requested or reader.cancelling() > cancelling + 1:
+                raise  # cancelled from outside (server shutdown), not (only) by close()
+        finally:
+            self._reader = None
+        if reader.cancelling() > cancelling:
+            reader.uncancel()  # close()'s cancellation, delivered (or swallowed by a library) already
 
     async def _authenticate(self) -> Caller | None:
         """Wait for a valid ``auth`` frame; one deadline for the whole wait, whatever else arrives."""
@@ -150,7 +216,6 @@ class DeviceConnection:
         await services.broker.wait_subscribed(own_channels)
         services.hub.add(self)
         services.metrics.connections.inc()
-        self._spawn(self._write_loop())
         async with services.database.read() as connection:
             self._acked_seq = await messages.acked_seq(connection, caller.device_id)
             prekeys = await devices.count_prekeys(connection, caller.device_id)
@@ -165,12 +230,12 @@ class DeviceConnection:
                 replenish=prekeys < limits.PREKEY_REPLENISH_BELOW,
             )
         )
-        self._spawn(self._pump())
         if caller.expires_at:
             # A timer, not a task that sleeps: a task and its frame cost memory on every idle socket.
             delay = max(0.0, (caller.expires_at - services.clock()) / 1000)
             self._expiry = asyncio.get_running_loop().call_later(delay, self._expire)
-        self._wake.set()
+        self._delivering = True
+        self._wake_pump()
         await self._publish(notices.device_channel(caller.device_id), notices.kick(self.id))
         # Counted per device: a replaced connection going away leaves its successor online.
         if await services.presence.device_online(caller.user_id, caller.device_id):
@@ -181,6 +246,7 @@ class DeviceConnection:
         self.close(errors.AuthenticationFailed("The session expired; sign in again."))
 
     async def _cancel_tasks(self) -> None:
+        self._delivering = False  # no pump starts any more (a broker resync may still wake this socket)
         if self._expiry is not None:
             self._expiry.cancel()
             self._expiry = None
@@ -250,7 +316,7 @@ class DeviceConnection:
             )
 
     async def _read_loop(self) -> None:
-        while True:
+        while not self._close_requested:
             data = await self._receive_text()
             if data is None:
                 self.close(None)
@@ -296,7 +362,9 @@ class DeviceConnection:
         loop = asyncio.get_running_loop()
         while self._sends:
             batch, self._sends = self._sends, []
-            held, retry_after = self._rate_hold.held_back([send.id for send in batch], loop.time())
+            held, retry_after = 0, 0.0
+            if self._rate_hold is not None:
+                held, retry_after = self._rate_hold.held_back([send.id for send in batch], loop.time())
             if held:
                 self._refuse_for_rate(batch[:held], retry_after)
                 batch = batch[held:]
@@ -307,6 +375,8 @@ class DeviceConnection:
                 # Refuse the tail, in order: the client sends it again after the delay, first.
                 refused = batch[grant.granted :]
                 batch = batch[: grant.granted]
+                if self._rate_hold is None:
+                    self._rate_hold = RateHold()
                 self._rate_hold.refused(refused[0].id, grant.retry_after, loop.time())
                 self._refuse_for_rate(refused, grant.retry_after)
                 if not batch:
@@ -360,7 +430,7 @@ class DeviceConnection:
         if up_to <= self._ack_target:
             return
         self._ack_target = up_to
-        self._wake.set()
+        self._wake_pump()
         if self._ack_writer is None or self._ack_writer.done():
             self._ack_writer = self._spawn(self._write_acks(caller))
 
@@ -423,7 +493,7 @@ class DeviceConnection:
                         self._pending[notice.seq] = notice
                     else:
                         self._inbox_may_hold_more = True  # dropped: the inbox still has it
-                self._wake.set()
+                self._wake_pump()
             case notices.EphemeralNotice(frame=frame):
                 self._push_ephemeral(frame)
             case notices.KickNotice(connection_id=other) if other != self.id:
@@ -440,37 +510,50 @@ class DeviceConnection:
     def wake(self) -> None:
         """Re-read the inbox (after the broker lost notices, e.g. a Redis restart)."""
         self._inbox_may_hold_more = True
-        self._wake.set()
+        self._wake_pump()
+
+    def _wake_pump(self) -> None:
+        """Have the pump look for something to push, starting it if it is not running."""
+        self._pump_wanted = True
+        if self._delivering and self._pump_task is None:
+            self._pump_task = self._spawn(self._pump())
 
     async def _pump(self) -> None:
+        """Fill the delivery window while woken for something new; then end (an idle socket has no pump)."""
         caller = self.caller
         assert caller is not None
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._pushed_seq - self._ack_target < limits.DELIVERY_WINDOW:
-                following = self._pending.pop(self._pushed_seq + 1, None)
-                if following is not None:
-                    self._push_entry(following.seq, following.accepted_at, following.frame)
-                    continue
-                if not self._inbox_may_hold_more and not self._pending:
-                    break  # every notice pushed, nothing known to be missing: no need to ask the database
-                room = limits.DELIVERY_WINDOW - (self._pushed_seq - self._ack_target)
-                asked = min(room, limits.INBOX_BATCH)
-                async with self.services.database.read() as connection:
-                    entries = await messages.read_inbox(connection, caller.device_id, self._pushed_seq, asked)
-                if len(entries) < asked:
-                    self._inbox_may_hold_more = False  # caught up with what has committed
-                if not entries:
-                    break
-                for entry in entries:
-                    frame = entry.frame
-                    if frame is None:
-                        assert entry.group_message is not None
-                        frame = envelopes.group_message_frame(entry.seq, entry.group_message)
-                    self._push_entry(entry.seq, entry.created_at, frame)
-            for seq in [seq for seq in self._pending if seq <= self._pushed_seq]:
-                del self._pending[seq]
+        try:
+            while self._pump_wanted:
+                self._pump_wanted = False
+                await self._fill_window(caller)
+        finally:
+            self._pump_task = None
+
+    async def _fill_window(self, caller: Caller) -> None:
+        """Push the next entries in seq order, from stashed notices or else the inbox, up to the window."""
+        while self._pushed_seq - self._ack_target < limits.DELIVERY_WINDOW:
+            following = self._pending.pop(self._pushed_seq + 1, None)
+            if following is not None:
+                self._push_entry(following.seq, following.accepted_at, following.frame)
+                continue
+            if not self._inbox_may_hold_more and not self._pending:
+                break  # every notice pushed, nothing known to be missing: no need to ask the database
+            room = limits.DELIVERY_WINDOW - (self._pushed_seq - self._ack_target)
+            asked = min(room, limits.INBOX_BATCH)
+            async with self.services.database.read() as connection:
+                entries = await messages.read_inbox(connection, caller.device_id, self._pushed_seq, asked)
+            if len(entries) < asked:
+                self._inbox_may_hold_more = False  # caught up with what has committed
+            if not entries:
+                break
+            for entry in entries:
+                frame = entry.frame
+                if frame is None:
+                    assert entry.group_message is not None
+                    frame = envelopes.group_message_frame(entry.seq, entry.group_message)
+                self._push_entry(entry.seq, entry.created_at, frame)
+        for seq in [seq for seq in self._pending if seq <= self._pushed_seq]:
+            del self._pending[seq]
 
     def _push_entry(self, seq: int, accepted_at: int, frame: bytes) -> None:
         self._pushed_seq = seq
@@ -487,23 +570,29 @@ class DeviceConnection:
 
     def _push_ephemeral(self, frame: bytes) -> None:
         """Typing and presence are dropped, not queued, when the socket is backed up."""
-        if len(self._outbound) < limits.OUTBOUND_QUEUE_FRAMES // 2:
+        if self._outbound is None or len(self._outbound) < limits.OUTBOUND_QUEUE_FRAMES // 2:
             self._enqueue(frame.decode())
 
     def _enqueue(self, text: str) -> None:
-        if len(self._outbound) >= limits.OUTBOUND_QUEUE_FRAMES:
+        if self._close_requested:
+            return  # the socket is closing: the writer, if any, is about to be cancelled
+        outbound = self._outbound
+        if outbound is None:
+            outbound = self._outbound = deque()
+            self._spawn(self._write_loop(outbound))
+        elif len(outbound) >= limits.OUTBOUND_QUEUE_FRAMES:
             self.close(errors.TooSlow())
             return
-        self._outbound.append(text)
-        self._writable.set()
+        outbound.append(text)
 
-    async def _write_loop(self) -> None:
-        outbound = self._outbound
-        while True:
-            await self._writable.wait()
-            self._writable.clear()
+    async def _write_loop(self, outbound: deque[str]) -> None:
+        """Drain the queue onto the socket, then end: an idle socket holds neither queue nor writer."""
+        try:
             while outbound:
-                await self.websocket.send_text(outbound.popleft())
+                await self.websocket.send_text(outbound[0])
+                outbound.popleft()
+        finally:
+            self._outbound = None
 
     async def _send_now(self, frame: frames.Frame) -> None:
         await self.websocket.send_text(codec.encode_text(frame))

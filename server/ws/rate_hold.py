@@ -19,7 +19,7 @@ MIN_RETRY_AFTER = 0.05
 """The smallest retry delay given to a send held back (never 0: that would invite a busy loop)."""
 
 
-@dataclass
+@dataclass(slots=True)
 class RateHold:
     first_refused: str | None = None
     """Client id of the first send refused for rate; None when nothing is held back."""
