@@ -65,7 +65,9 @@ def create_app(settings: Settings) -> LienApp:
         broker = make_broker(settings.redis_url)
         presence = make_presence(settings.redis_url)
         hub = Hub()
-        committer = GroupCommitter(database, workers=2 if database.is_postgres else 1)
+        # One worker: the ledger head serialises appends anyway, and a second worker only made
+        # batches smaller (more transactions, more CPU per message; docs/architecture.md).
+        committer = GroupCommitter(database, workers=1)
         signer = LedgerSigner(
             database,
             load_or_create_key(settings.effective_ledger_key_file),
