@@ -14,8 +14,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from lien import ledger as chain
-from lien.protocol.api import Profile
-from server.storage import accounts, devices, ledger, messages
+from server.storage import devices, ledger, messages
 from server.storage.committer import InboxWrites, finish_writes
 from server.storage.database import Database
 from server.storage.migrate import upgrade_to_head
@@ -23,7 +22,7 @@ from server.storage.schema import INBOX_MESSAGE
 from server.storage.schema import devices as devices_table
 from server.storage.schema import inbox as inbox_table
 from server.storage.schema import ledger as ledger_table
-from tests.keys import new_device
+from tests.storage_helpers import add_devices
 
 pytestmark = pytest.mark.postgres
 
@@ -38,19 +37,6 @@ async def database(postgres_database_url: str) -> AsyncIterator[Database]:
     await upgrade_to_head(db)
     yield db
     await db.close()
-
-
-async def add_devices(database: Database, count: int) -> list[int]:
-    async with database.write() as connection:
-        user_id = await accounts.create_user(
-            connection, username="owner", password_hash="x", profile=Profile(display_name="U"), now=1
-        )
-        return [
-            await devices.add_device(
-                connection, user_id=user_id, registration=new_device(prekeys=0).registration, now=1
-            )
-            for _ in range(count)
-        ]
 
 
 def queue(writes: InboxWrites, device_ids: list[int], tag: str) -> None:

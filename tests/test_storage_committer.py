@@ -12,15 +12,14 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lien.protocol import errors
-from lien.protocol.api import Profile
-from server.storage import accounts, devices, messages
+from server.storage import devices, messages
 from server.storage.committer import GroupCommitter, InboxWrites
 from server.storage.database import Database
 from server.storage.migrate import upgrade_to_head
 from server.storage.schema import INBOX_MESSAGE
 from server.storage.schema import devices as devices_table
 from server.storage.schema import messages as messages_table
-from tests.keys import new_device
+from tests.storage_helpers import add_devices
 
 TIMEOUT = 20.0
 
@@ -39,19 +38,6 @@ async def committer(database: Database) -> AsyncIterator[GroupCommitter]:
     group = GroupCommitter(database)
     yield group
     await group.close()
-
-
-async def add_devices(database: Database, count: int, username: str = "owner") -> list[int]:
-    async with database.write() as connection:
-        user_id = await accounts.create_user(
-            connection, username=username, password_hash="x", profile=Profile(display_name="U"), now=1
-        )
-        return [
-            await devices.add_device(
-                connection, user_id=user_id, registration=new_device(prekeys=0).registration, now=1
-            )
-            for _ in range(count)
-        ]
 
 
 def frame_for(tag: str, device_id: int) -> Callable[[int], bytes]:
