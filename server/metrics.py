@@ -43,6 +43,12 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60, 600),
             registry=self.registry,
         )
+        self.accept_seconds = Histogram(
+            "lien_accept_seconds",
+            "For each batch of a connection's sends: from its first send's arrival to the answers",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
         self.rate_limited = Counter(
             "lien_rate_limited", "Sends refused by an account's fair-use limit", registry=self.registry
         )

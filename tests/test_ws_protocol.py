@@ -330,3 +330,25 @@ async def test_idle_sockets_hold_no_task_and_traffic_starts_them_again(node: Nod
             await bob_ws.send(frames.Ping(id=round_number))
             assert (await bob_ws.receive_until(frames.Pong)).id == round_number
             await _until_no_connection_tasks()
+
+
+async def test_each_batch_of_sends_is_timed_from_arrival_to_answer(node: Node) -> None:
+    alice, _ = await register(node.http, "alice")
+    await register(node.http, "bob")
+
+    async def batches_timed() -> float:
+        metrics = (await node.http.get("/metrics")).text
+        [count] = [
+            line.split()[1] for line in metrics.splitlines() if line.startswith("lien_accept_seconds_count")
+        ]
+        return float(count)
+
+    assert await batches_timed() == 0
+    async with node.socket() as ws:
+        await ws.authenticate(alice.token)
+        await ws.send(frames.Send(id="k-1", to="bob", copies=await copies_for(node, alice.token, "bob")))
+        await ws.receive_until(frames.Accepted)
+        # Addressed to bob with copies for alice's devices: refused in storage, answered and timed too.
+        await ws.send(frames.Send(id="k-2", to="bob", copies=await copies_for(node, alice.token, "alice")))
+        assert (await ws.receive_until(frames.Error)).code == "devices-mismatch"
+    assert await batches_timed() == 2

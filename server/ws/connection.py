@@ -66,6 +66,7 @@ class DeviceConnection:
         "_send_writer",
         "_sends",
         "_sends_in_flight",
+        "_sends_since",
         "_subscriptions",
         "_tasks",
         "_watched",
@@ -100,6 +101,8 @@ class DeviceConnection:
         self._ack_writer: asyncio.Task[None] | None = None
         self._sends: list[envelopes.Envelope] = []
         self._sends_in_flight = 0
+        self._sends_since = 0.0
+        """When the first of the queued sends arrived (loop time): ``lien_accept_seconds``."""
         self._send_writer: asyncio.Task[None] | None = None
         self._rate_hold: RateHold | None = None
         """Made at the first refusal for rate (docs/protocol.md §6.10)."""
@@ -353,6 +356,8 @@ class DeviceConnection:
         """Envelopes are stored in the order they arrived, those that queue up meanwhile together."""
         if self._sends_in_flight >= limits.MAX_SENDS_IN_FLIGHT:
             raise errors.TooManyInFlight()
+        if not self._sends:
+            self._sends_since = asyncio.get_running_loop().time()
         self._sends.append(send)
         self._sends_in_flight += 1
         if self._send_writer is None or self._send_writer.done():
@@ -362,6 +367,7 @@ class DeviceConnection:
         loop = asyncio.get_running_loop()
         while self._sends:
             batch, self._sends = self._sends, []
+            arrived = self._sends_since
             held, retry_after = 0, 0.0
             if self._rate_hold is not None:
                 held, retry_after = self._rate_hold.held_back([send.id for send in batch], loop.time())
@@ -388,6 +394,7 @@ class DeviceConnection:
                 answers = [errors.InternalError()] * len(batch)
             finally:
                 self._sends_in_flight -= len(batch)
+            self.services.metrics.accept_seconds.observe(loop.time() - arrived)
             for send, answer in zip(batch, answers, strict=True):
                 if isinstance(answer, errors.LienError):
                     self._report(answer, send.id)
