@@ -72,6 +72,7 @@ logger = logging.getLogger("loadtests.driver")
 TEXT = "Kaliémie 6,8 mmol/L chez Mme L., créatinine 180 µmol/L : merci de rappeler le laboratoire."
 GROUP_TEXT = "Passage infirmier 8 h : TA 13/8, glycémie 1,45 g/L, pansement refait, douleur 2/10."
 ACK_FLUSH_S = 0.02
+LAG_PROBE_S = 0.005
 SETUP_TIMEOUT_S = 120.0
 
 
@@ -90,6 +91,8 @@ class PhaseStats:
     sent: int = 0
     receipts: int = 0
     latencies: list[float] = field(default_factory=list)
+    loop_lags: list[float] = field(default_factory=list)
+    """How late the driver's own event loop woke a 5 ms sleep, while measuring (seconds)."""
     errors: collections.Counter[str] = field(default_factory=collections.Counter)
     started: float = 0.0
     ended: float = 0.0
@@ -100,6 +103,7 @@ class PhaseStats:
         self.measuring = True
         self.deliveries = self.sent = self.receipts = 0
         self.latencies = []
+        self.loop_lags = []
         self.errors = collections.Counter()
         self.started = time.monotonic()
 
@@ -126,6 +130,11 @@ class PhaseStats:
                 "p95": ms(percentile(ordered, 0.95)),
                 "p99": ms(percentile(ordered, 0.99)),
                 "max": ms(ordered[-1] if ordered else None),
+            },
+            "loop_lag_ms": {
+                "p50": ms(percentile(lags := sorted(self.loop_lags), 0.50)),
+                "p99": ms(percentile(lags, 0.99)),
+                "max": ms(lags[-1] if lags else None),
             },
             "errors": dict(self.errors),
             "undelivered_after_drain": self.abandoned,
@@ -335,6 +344,7 @@ class Run:
 
         await asyncio.gather(*(open_one(conn) for conn in self.conns))
         self._flusher = asyncio.create_task(self._flush_acks())
+        self._lag_probe = asyncio.create_task(self._probe_loop_lag())
         # Sessions: the lower index opens each session and says hello; the other side answers.
         pairs = [(self.conns[i], self.conns[i + 1]) for i in range(0, count - 1, 2)]
         for first, second in pairs:
@@ -424,6 +434,15 @@ class Run:
             await asyncio.sleep(ACK_FLUSH_S)
             for conn in self.conns:
                 await conn.flush_ack()
+
+    async def _probe_loop_lag(self) -> None:
+        """The load generator's own queueing: a late wake-up delays every send and receipt it holds."""
+        loop = asyncio.get_running_loop()
+        while True:
+            asked = loop.time()
+            await asyncio.sleep(LAG_PROBE_S)
+            if self.phase.measuring:
+                self.phase.loop_lags.append(max(0.0, loop.time() - asked - LAG_PROBE_S))
 
     # --- phases ---------------------------------------------------------------------
 
@@ -529,6 +548,8 @@ class Run:
         self.closing = True
         if getattr(self, "_flusher", None) is not None:
             self._flusher.cancel()
+        if getattr(self, "_lag_probe", None) is not None:
+            self._lag_probe.cancel()
         await asyncio.gather(*(conn.close() for conn in self.conns))
         for client in self.http:
             await client.aclose()

@@ -57,6 +57,7 @@ def phase_metrics(kind: str, phase: dict[str, Any]) -> dict[str, Any]:
         "node_cpu_us_per_delivery": round(node_cpu / deliveries * 1e6, 1),
         "server_cpu_us_per_delivery": round(server_cpu / deliveries * 1e6, 1),
         "load_generator_cpu": processes.get("load generator", {}).get("cpu_share"),
+        "load_generator_lag_p99_ms": phase.get("loop_lag_ms", {}).get("p99"),
         "redis_cpu": processes.get("redis", {}).get("cpu_share"),
         "postgresql_cpu": processes.get("postgresql", {}).get("cpu_share"),
     }
@@ -131,6 +132,13 @@ ROWS: list[tuple[str, str, int, bool, bool]] = [
     ("PostgreSQL CPU (bench database's backends)", "postgresql_cpu", 1, True, False),
     ("Redis CPU", "redis_cpu", 1, True, False),
     ("load generator CPU", "load_generator_cpu", 1, True, False),
+    (
+        "load generator's event loop, p99 lateness of a 5 ms timer (ms)",
+        "load_generator_lag_p99_ms",
+        2,
+        False,
+        False,
+    ),
     ("PostgreSQL transactions committed per delivery", "pg_transactions_per_delivery", 2, False, False),
     (
         "PostgreSQL rows inserted, updated or deleted per delivery",

@@ -88,5 +88,6 @@ def test_driver_phases_on_lien_and_baseline(
             for phase in result["phases"]:
                 assert phase["deliveries"] > 0, (target, phase)
                 assert phase["errors"] == {}, (target, phase)
+                assert phase["loop_lag_ms"]["p99"] is not None, (target, phase)  # the probe sampled
     finally:
         relay.stop()
