@@ -18,6 +18,7 @@ Everything binds to 127.0.0.1; every process it starts is stopped by pid.
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import csv
 import datetime
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtests import procstat, report, services
+from loadtests.driver import percentile
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -123,39 +125,143 @@ class Watcher:
 def run_driver(
     target: str, urls: list[str], arguments: argparse.Namespace, watcher: Watcher, workdir: Path
 ) -> dict[str, Any]:
-    out = workdir / f"driver-{target}.json"
-    argv = [
-        sys.executable, "-m", "loadtests.driver", "--target", target,
-        *[item for url in urls for item in ("--url", url)],
-        "--devices", str(arguments.devices), "--phases", arguments.phases,
-        "--window", str(arguments.window), "--rate", str(arguments.rate),
-        "--group-size", str(arguments.group_size), "--group-window", str(arguments.group_window),
-        "--warmup", str(arguments.warmup), "--duration", str(arguments.duration), "--out", str(out),
-    ]  # fmt: skip
-    log = open(workdir / f"driver-{target}.log", "wb")  # noqa: SIM115 - closed below
-    driver = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log)
-    assert driver.stdout is not None
+    """Run the driver against ``urls``: one process, or ``--driver-processes`` that share the load.
+
+    Several processes split the devices (pairs and groups stay within one
+    process) and the offered rate, start every phase together (each says
+    ``@@ready`` and waits for a line on its stdin) and are merged phase by
+    phase: counts added, latencies and loop lateness from every raw sample,
+    the load generator's CPU summed. The first process's markers time the
+    servers' measurements.
+    """
+    count = arguments.driver_processes
+    if arguments.devices % (2 * count) or (
+        "groups" in arguments.phases and arguments.devices % (arguments.group_size * count)
+    ):
+        raise SystemExit("--devices must split evenly into pairs and groups over --driver-processes")
+    drivers: list[subprocess.Popen[bytes]] = []
+    logs = []
+    outs = [workdir / f"driver-{target}-{index}.json" for index in range(count)]
+    ready = threading.Barrier(count)
     try:
-        for raw in driver.stdout:
-            line = raw.decode(errors="replace").strip()
-            if line.startswith("@@measure "):
-                _, what, phase = line.split()
-                threading.Thread(target=getattr(watcher, what), args=(phase,)).start()
-        driver.wait(arguments.timeout)
+        for index, out in enumerate(outs):
+            argv = [
+                sys.executable, "-m", "loadtests.driver", "--target", target,
+                *[item for url in urls for item in ("--url", url)],
+                "--devices", str(arguments.devices // count), "--phases", arguments.phases,
+                "--window", str(arguments.window),
+                "--rate", str(arguments.rate), "--rate-divisor", str(count),
+                "--group-size", str(arguments.group_size), "--group-window", str(arguments.group_window),
+                "--warmup", str(arguments.warmup), "--duration", str(arguments.duration), "--out", str(out),
+                *(["--barrier", "--raw"] if count > 1 else []),
+            ]  # fmt: skip
+            logs.append(open(workdir / f"driver-{target}-{index}.log", "wb"))  # noqa: SIM115 - closed below
+            drivers.append(
+                subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=logs[-1])
+            )
+        readers = [
+            threading.Thread(target=_follow, args=(driver, index == 0, ready, watcher), daemon=True)
+            for index, driver in enumerate(drivers)
+        ]
+        for reader in readers:
+            reader.start()
+        deadline = time.monotonic() + arguments.timeout
+        for driver in drivers:
+            driver.wait(max(1.0, deadline - time.monotonic()))
+        for reader in readers:
+            reader.join(10)
     finally:
-        if driver.poll() is None:
-            driver.kill()
-            driver.wait(10)
-        log.close()
+        ready.abort()
+        for driver in drivers:
+            if driver.poll() is None:
+                driver.kill()
+                driver.wait(10)
+        for log in logs:
+            log.close()
     time.sleep(1.0)  # let the last watcher thread finish its samples
-    if driver.returncode != 0:
-        raise RuntimeError(
-            f"driver for {target} failed:\n{(workdir / f'driver-{target}.log').read_text()[-4000:]}"
-        )
-    result: dict[str, Any] = json.loads(out.read_text())
+    for index, driver in enumerate(drivers):
+        if driver.returncode != 0:
+            log_text = (workdir / f"driver-{target}-{index}.log").read_text()[-4000:]
+            raise RuntimeError(f"driver {index} for {target} failed:\n{log_text}")
+    parts: list[dict[str, Any]] = [json.loads(out.read_text()) for out in outs]
+    result = parts[0] if count == 1 else _merge(parts)
+    result["driver_processes"] = count
     for phase in result["phases"]:
         phase.setdefault("processes", {}).update(watcher.windows.get(phase["phase"], {}))
     return result
+
+
+def _follow(
+    driver: subprocess.Popen[bytes], timing: bool, ready: threading.Barrier, watcher: Watcher
+) -> None:
+    """Read one driver's stdout: phase barriers for all, measurement markers from the timing one."""
+    assert driver.stdout is not None and driver.stdin is not None
+    for raw in driver.stdout:
+        line = raw.decode(errors="replace").strip()
+        if line.startswith("@@ready "):
+            try:
+                ready.wait()
+            except threading.BrokenBarrierError:
+                return
+            with contextlib.suppress(OSError):
+                driver.stdin.write(b"go\n")
+                driver.stdin.flush()
+        elif timing and line.startswith("@@measure "):
+            _, what, phase = line.split()
+            threading.Thread(target=getattr(watcher, what), args=(phase,)).start()
+
+
+def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result from several driver processes' results, phase by phase."""
+    merged: dict[str, Any] = {
+        "target": parts[0]["target"],
+        "setup_s": max(part["setup_s"] for part in parts),
+        "setup_errors": dict(
+            sum((collections.Counter(part["setup_errors"]) for part in parts), collections.Counter())
+        ),
+        "phases": [],
+    }
+    for phases in zip(*(part["phases"] for part in parts), strict=True):
+        seconds = max(phase["seconds"] for phase in phases)
+        latencies = sorted(value for phase in phases for value in phase.pop("raw_latencies_s"))
+        lags = sorted(value for phase in phases for value in phase.pop("raw_loop_lags_s"))
+
+        def ms(value: float | None) -> float | None:
+            return None if value is None else round(value * 1000, 2)
+
+        generator = [phase["processes"].get("load generator", {}) for phase in phases]
+        merged["phases"].append(
+            {
+                "phase": phases[0]["phase"],
+                "seconds": seconds,
+                "deliveries": sum(phase["deliveries"] for phase in phases),
+                "deliveries_per_s": round(sum(phase["deliveries_per_s"] for phase in phases), 1),
+                "messages_sent": sum(phase["messages_sent"] for phase in phases),
+                "messages_per_s": round(sum(phase["messages_per_s"] for phase in phases), 1),
+                "latency_ms": {
+                    "p50": ms(percentile(latencies, 0.50)),
+                    "p95": ms(percentile(latencies, 0.95)),
+                    "p99": ms(percentile(latencies, 0.99)),
+                    "max": ms(latencies[-1] if latencies else None),
+                },
+                "loop_lag_ms": {
+                    "p50": ms(percentile(lags, 0.50)),
+                    "p99": ms(percentile(lags, 0.99)),
+                    "max": ms(lags[-1] if lags else None),
+                },
+                "errors": dict(
+                    sum((collections.Counter(phase["errors"]) for phase in phases), collections.Counter())
+                ),
+                "undelivered_after_drain": sum(phase.get("undelivered_after_drain", 0) for phase in phases),
+                "processes": {
+                    "load generator": {
+                        "cpu_s": round(sum(item.get("cpu_s", 0.0) for item in generator), 2),
+                        "cpu_share": round(sum(item.get("cpu_share", 0.0) for item in generator), 3),
+                    }
+                },
+            }
+        )
+    return merged
 
 
 @contextlib.contextmanager
@@ -210,6 +316,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds one driver run may take")
+    parser.add_argument(
+        "--driver-processes",
+        type=int,
+        default=1,
+        help="load generator processes sharing the devices and the rate (phases start together)",
+    )
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     parser.add_argument(
         "--no-profile", dest="profile", action="store_false", help="do not run py-spy on Lien's node 1"

@@ -466,6 +466,9 @@ class Run:
         await task
         await self._drain(30)
         summary = self.phase.summary()
+        if self.args.raw:
+            summary["raw_latencies_s"] = [round(value, 6) for value in self.phase.latencies]
+            summary["raw_loop_lags_s"] = [round(value, 6) for value in self.phase.loop_lags]
         summary["processes"] = {
             label: _delta(before[label], after[label], summary["seconds"]) for label in self.watch
         }
@@ -555,6 +558,18 @@ class Run:
             await client.aclose()
 
 
+async def _wait_for_go(phase: str) -> None:
+    """With several driver processes (``make bench --driver-processes N``): start each phase together.
+
+    Says it is ready on stdout, then waits for a line on stdin, which the
+    supervising process sends once every driver is ready.
+    """
+    print(f"@@ready {phase}", flush=True)
+    line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    if not line:
+        raise SystemExit("the supervising process went away")
+
+
 def _marker(what: str, phase: str) -> None:
     """Tell a supervising process (loadtests/bench.py) that a measured window starts or stops."""
     print(f"@@measure {what} {phase}", flush=True)
@@ -593,9 +608,12 @@ async def main_async(arguments: argparse.Namespace) -> dict[str, Any]:
         results["setup_s"] = round(time.monotonic() - started, 1)
         results["setup_errors"] = dict(run.phase.errors)
         for phase in arguments.phases.split(","):
+            if arguments.barrier:
+                await _wait_for_go(phase)
             kind, _, value = phase.partition(":")
             if kind == "rate":
-                results["phases"].append(await run.rate(float(value or arguments.rate), phase))
+                offered = float(value or arguments.rate) / arguments.rate_divisor
+                results["phases"].append(await run.rate(offered, phase))
             elif kind in ("pairs", "groups"):
                 results["phases"].append(await getattr(run, kind)())
             else:
@@ -619,6 +637,13 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=15.0)
     parser.add_argument("--watch", action="append", default=[], help="name=pid of a process to measure")
     parser.add_argument("--out", help="write the JSON result here (default: stdout)")
+    parser.add_argument("--barrier", action="store_true", help="wait for a line on stdin before each phase")
+    parser.add_argument(
+        "--rate-divisor", type=int, default=1, help="offer 1/N of every rate (one of N driver processes)"
+    )
+    parser.add_argument(
+        "--raw", action="store_true", help="also write every latency and loop lateness (to merge processes)"
+    )
     return parser.parse_args(argv)
 
 

@@ -194,7 +194,8 @@ def markdown(context: dict[str, Any], results: dict[str, Any]) -> str:
         "Set-up: Lien = two `lien serve` nodes on one fresh PostgreSQL database and one Redis; baseline = "
         "two bare relay processes (`loadtests/baseline_relay.py`: Starlette + Redis pub/sub, no auth, no "
         "storage, no crypto) on the same Redis. Both are driven, one after the other, by the same asyncio "
-        "driver (`loadtests/driver.py`, one process, uvloop) with the same settings: "
+        f"driver (`loadtests/driver.py`, {_processes(settings.get('driver_processes', 1))}, uvloop) with the "
+        "same settings: "
         f"{settings['devices']} devices alternating between the two nodes, "
         f"window {settings['window']} messages per device (one to one), groups of {settings['group_size']} "
         f"with window {settings['group_window']} per member, fixed-rate phases at the rates in their titles "
@@ -356,3 +357,12 @@ def profile_markdown(profiles: dict[str, Any]) -> list[str]:
         lines += [f"| {pct} | `{frame}` |" for frame, pct in summary["own"]]
         lines.append("")
     return lines
+
+
+def _processes(count: int) -> str:
+    if count == 1:
+        return "one process"
+    return (
+        f"{count} processes sharing the devices and the rate, each phase started by all together, "
+        "latencies merged from every sample; the load generator's CPU is their sum"
+    )
