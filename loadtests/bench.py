@@ -30,12 +30,12 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from loadtests import procstat, report, services
-from loadtests.driver import percentile
+from loadtests.driver import LAG_POINTS, summary_ms
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -211,24 +211,26 @@ def _follow(
             threading.Thread(target=getattr(watcher, what), args=(phase,)).start()
 
 
+def _summed(counts: Iterable[dict[str, int]]) -> dict[str, int]:
+    """Error counts by code, added up."""
+    total: collections.Counter[str] = collections.Counter()
+    for count in counts:
+        total.update(count)
+    return dict(total)
+
+
 def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
     """One result from several driver processes' results, phase by phase."""
     merged: dict[str, Any] = {
         "target": parts[0]["target"],
         "setup_s": max(part["setup_s"] for part in parts),
-        "setup_errors": dict(
-            sum((collections.Counter(part["setup_errors"]) for part in parts), collections.Counter())
-        ),
+        "setup_errors": _summed(part["setup_errors"] for part in parts),
         "phases": [],
     }
     for phases in zip(*(part["phases"] for part in parts), strict=True):
         seconds = max(phase["seconds"] for phase in phases)
-        latencies = sorted(value for phase in phases for value in phase.pop("raw_latencies_s"))
-        lags = sorted(value for phase in phases for value in phase.pop("raw_loop_lags_s"))
-
-        def ms(value: float | None) -> float | None:
-            return None if value is None else round(value * 1000, 2)
-
+        latencies = [value for phase in phases for value in phase.pop("raw_latencies_s")]
+        lags = [value for phase in phases for value in phase.pop("raw_loop_lags_s")]
         generator = [phase["processes"].get("load generator", {}) for phase in phases]
         merged["phases"].append(
             {
@@ -238,20 +240,9 @@ def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
                 "deliveries_per_s": round(sum(phase["deliveries_per_s"] for phase in phases), 1),
                 "messages_sent": sum(phase["messages_sent"] for phase in phases),
                 "messages_per_s": round(sum(phase["messages_per_s"] for phase in phases), 1),
-                "latency_ms": {
-                    "p50": ms(percentile(latencies, 0.50)),
-                    "p95": ms(percentile(latencies, 0.95)),
-                    "p99": ms(percentile(latencies, 0.99)),
-                    "max": ms(latencies[-1] if latencies else None),
-                },
-                "loop_lag_ms": {
-                    "p50": ms(percentile(lags, 0.50)),
-                    "p99": ms(percentile(lags, 0.99)),
-                    "max": ms(lags[-1] if lags else None),
-                },
-                "errors": dict(
-                    sum((collections.Counter(phase["errors"]) for phase in phases), collections.Counter())
-                ),
+                "latency_ms": summary_ms(latencies),
+                "loop_lag_ms": summary_ms(lags, LAG_POINTS),
+                "errors": _summed(phase["errors"] for phase in phases),
                 "undelivered_after_drain": sum(phase.get("undelivered_after_drain", 0) for phase in phases),
                 "processes": {
                     "load generator": {

@@ -45,7 +45,7 @@ import os
 import secrets
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,6 +83,24 @@ def percentile(ordered: list[float], fraction: float) -> float | None:
     return ordered[index]
 
 
+def summary_ms(
+    samples: Iterable[float], points: Iterable[str] = ("p50", "p95", "p99")
+) -> dict[str, float | None]:
+    """Percentiles (``"p50"``, ``"p99"``…) and the maximum of samples in seconds, in milliseconds."""
+    ordered = sorted(samples)
+
+    def ms(value: float | None) -> float | None:
+        return None if value is None else round(value * 1000, 2)
+
+    found = {point: ms(percentile(ordered, int(point[1:]) / 100)) for point in points}
+    found["max"] = ms(ordered[-1] if ordered else None)
+    return found
+
+
+LAG_POINTS = ("p50", "p99")
+"""What the report keeps of the load generator's loop lateness."""
+
+
 @dataclass
 class PhaseStats:
     name: str
@@ -113,11 +131,6 @@ class PhaseStats:
 
     def summary(self) -> dict[str, Any]:
         elapsed = max(1e-9, self.ended - self.started)
-        ordered = sorted(self.latencies)
-
-        def ms(value: float | None) -> float | None:
-            return None if value is None else round(value * 1000, 2)
-
         return {
             "phase": self.name,
             "seconds": round(elapsed, 2),
@@ -125,17 +138,8 @@ class PhaseStats:
             "deliveries_per_s": round(self.deliveries / elapsed, 1),
             "messages_sent": self.sent,
             "messages_per_s": round(self.sent / elapsed, 1),
-            "latency_ms": {
-                "p50": ms(percentile(ordered, 0.50)),
-                "p95": ms(percentile(ordered, 0.95)),
-                "p99": ms(percentile(ordered, 0.99)),
-                "max": ms(ordered[-1] if ordered else None),
-            },
-            "loop_lag_ms": {
-                "p50": ms(percentile(lags := sorted(self.loop_lags), 0.50)),
-                "p99": ms(percentile(lags, 0.99)),
-                "max": ms(lags[-1] if lags else None),
-            },
+            "latency_ms": summary_ms(self.latencies),
+            "loop_lag_ms": summary_ms(self.loop_lags, LAG_POINTS),
             "errors": dict(self.errors),
             "undelivered_after_drain": self.abandoned,
         }
