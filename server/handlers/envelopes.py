@@ -358,20 +358,13 @@ def _queue_envelope(writes: InboxWrites, caller: Caller, send: frames.Send, foun
     assert found.row.recipient_user_id is not None
     hashes = [(copy.device, hashlib.sha256(copy.body).digest()) for copy in send.copies]
     writes.copy_hashes.extend((message_id, device, sha256) for device, sha256 in hashes)
-    writes.record(
-        chain.MessageAccepted(
-            message=message_id,
-            client_id=send.id,
-            sender=caller.username,
-            sender_device=caller.device_id,
-            recipient=send.to,
-            copies=[
-                chain.CopyHash(user=found.usernames[found.owners[device]], device=device, sha256=sha256.hex())
-                for device, sha256 in hashes
-            ],
-            at=now,
-        ),
-        message_id,
+    _record_accepted(
+        writes,
+        caller,
+        send.id,
+        found,
+        [(device, sha256.hex()) for device, sha256 in hashes],
+        recipient=send.to,
     )
     deliver_frame = _deliver_builder(message_id, caller, now, to=send.to)
     entries = [
@@ -379,6 +372,35 @@ def _queue_envelope(writes: InboxWrites, caller: Caller, send: frames.Send, foun
         for copy in send.copies
     ]
     return Stored(message_id, now, duplicate=False, recipient_id=found.row.recipient_user_id, entries=entries)
+
+
+def _record_accepted(
+    writes: InboxWrites,
+    caller: Caller,
+    client_id: str,
+    found: _Addressed,
+    hashes: list[tuple[int, str]],
+    *,
+    recipient: str | None = None,
+    group: str | None = None,
+) -> None:
+    """Queue the ledger record of an accepted envelope: (device, hex SHA-256) of each copy stored."""
+    writes.record(
+        chain.MessageAccepted(
+            message=found.row.id,
+            client_id=client_id,
+            sender=caller.username,
+            sender_device=caller.device_id,
+            recipient=recipient,
+            group=group,
+            copies=[
+                chain.CopyHash(user=found.usernames[found.owners[device]], device=device, sha256=sha256)
+                for device, sha256 in hashes
+            ],
+            at=found.row.created_at,
+        ),
+        found.row.id,
+    )
 
 
 def _queue_group_send(
@@ -392,20 +414,8 @@ def _queue_group_send(
     message_id, now = found.row.id, found.row.created_at
     targets = sorted(found.owners)
     body_sha256 = hashlib.sha256(send.body).hexdigest()
-    writes.record(
-        chain.MessageAccepted(
-            message=message_id,
-            client_id=send.id,
-            sender=caller.username,
-            sender_device=caller.device_id,
-            group=send.group,
-            copies=[
-                chain.CopyHash(user=found.usernames[found.owners[device]], device=device, sha256=body_sha256)
-                for device in targets
-            ],
-            at=now,
-        ),
-        message_id,
+    _record_accepted(
+        writes, caller, send.id, found, [(device, body_sha256) for device in targets], group=send.group
     )
     keys = {copy.device: copy.body for copy in send.keys}
     build = _group_deliver_builder(message_id, caller, send.group, send.body, now)
