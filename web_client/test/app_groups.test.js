@@ -69,6 +69,15 @@ class AppDevice {
   }
 }
 
+/** The key bundle a device publishes, with no one-time prekey (what claimKeys answers). */
+const bundleOf = (device, id, spk) => ({
+  device: id,
+  identity_signing_key: toBase64(device.keystore.identity.public.signingKey),
+  identity_exchange_key: toBase64(device.keystore.identity.public.exchangeKey),
+  signed_prekey: { id: 1, key: toBase64(spk.publicKey), signature: toBase64(spk.signature) },
+  prekey: null,
+});
+
 const info = (epoch, members, name = 'Équipe') => ({
   id: GROUP, name, epoch, created_at: 1, members: members.map(([user, role]) => ({ user, role, joined_at: 1 })),
 });
@@ -133,13 +142,7 @@ test('a group message built by one device opens on another; the key copy is inst
     checkAccepted: () => {},
   };
   const api = { group: async () => info(3, [['alice', 'owner'], ['bob', 'member']]) };
-  const bobBundle = () => ({
-    device: 2,
-    identity_signing_key: toBase64(bob.keystore.identity.public.signingKey),
-    identity_exchange_key: toBase64(bob.keystore.identity.public.exchangeKey),
-    signed_prekey: { id: 1, key: toBase64(spk.publicKey), signature: toBase64(spk.signature) },
-    prekey: null,
-  });
+  const bobBundle = () => bundleOf(bob, 2, spk);
   const openMissingSessions = async (targets) => {
     for (const peer of targets) e2e.startSession(alice.keystore, alice.own, peer, bobBundle());
   };
@@ -190,13 +193,7 @@ test('a stale membership: built again under the same id for the new epoch; accep
   let epoch = 3;
   const members = () => info(epoch, [['alice', 'owner'], ['bob', 'member']]);
   alice.groups.learn(members());
-  const bundle = {
-    device: 2,
-    identity_signing_key: toBase64(bob.keystore.identity.public.signingKey),
-    identity_exchange_key: toBase64(bob.keystore.identity.public.exchangeKey),
-    signed_prekey: { id: 1, key: toBase64(spk.publicKey), signature: toBase64(spk.signature) },
-    prekey: null,
-  };
+  const bundle = bundleOf(bob, 2, spk);
   const written = [];
   const api = { group: async () => members(), claimKeys: async () => ({ bundles: [bundle] }) };
   const directory = {
@@ -248,13 +245,7 @@ test('over the fair-use rate: nothing is written until the delay passed, then ev
   const bob = new AppDevice('bob', 2);
   const spk = SignedPrekeyPair.generate(1, bob.keystore.identity);
   alice.groups.learn(info(3, [['alice', 'owner'], ['bob', 'member']]));
-  const bundle = {
-    device: 2,
-    identity_signing_key: toBase64(bob.keystore.identity.public.signingKey),
-    identity_exchange_key: toBase64(bob.keystore.identity.public.exchangeKey),
-    signed_prekey: { id: 1, key: toBase64(spk.publicKey), signature: toBase64(spk.signature) },
-    prekey: null,
-  };
+  const bundle = bundleOf(bob, 2, spk);
   const written = [];
   const protocol = new ClientProtocol();
   const sender = new Sender({
