@@ -8,7 +8,7 @@ from lien.crypto import errors, primitives, session_state
 from lien.crypto import session as session_module
 from lien.crypto.keys import IdentityKeyPair, SignedPrekeyPair
 from lien.crypto.payload import Conversation, DeviceAddress, encode_plaintext, sign_payload
-from lien.crypto.ratchet import RatchetLimits
+from lien.crypto.ratchet import RatchetLimits, RatchetState, SkippedKey
 from lien.crypto.session import Session, initiate_session
 from lien.crypto.wire import TYPE_PREKEY, TYPE_RATCHET, parse_body
 
@@ -24,6 +24,31 @@ def decrypt_fails(session: Session, body: bytes, sender_address: DeviceAddress, 
 
 
 # --- set-up -----------------------------------------------------------------------------
+
+
+def test_a_working_copy_of_the_ratchet_derives_no_key_and_shares_no_mutable_state(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every encrypt and decrypt works on a copy: deriving the sending public key there cost an
+    # X25519 base-point multiplication per message.
+    state = RatchetState.for_initiator(
+        bytes(range(32)), primitives.x25519_public(bytes([9] * 32)), bytes([5] * 32)
+    )
+    state.previous_receiving_keys.append(bytes([7] * 32))
+    state.skipped[(bytes([7] * 32), 3)] = SkippedKey(bytes([8] * 32), 0)
+
+    def derive(_private: bytes) -> bytes:
+        raise AssertionError("copy() derived the sending public key again")
+
+    monkeypatch.setattr(primitives, "x25519_public", derive)
+    twin = state.copy()
+    assert {name: getattr(twin, name) for name in RatchetState.__slots__} == {
+        name: getattr(state, name) for name in RatchetState.__slots__
+    }
+    twin.previous_receiving_keys.clear()
+    twin.skipped.clear()
+    assert state.previous_receiving_keys == [bytes([7] * 32)]
+    assert list(state.skipped) == [(bytes([7] * 32), 3)]
 
 
 def test_initiator_sends_prekey_messages_until_the_peer_answers() -> None:

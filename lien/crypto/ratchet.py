@@ -147,19 +147,18 @@ class RatchetState:
         )
 
     def copy(self) -> RatchetState:
-        return RatchetState(
-            root_key=self.root_key,
-            sending_private=self.sending_private,
-            receiving_key=self.receiving_key,
-            sending_chain_key=self.sending_chain_key,
-            receiving_chain_key=self.receiving_chain_key,
-            sending_length=self.sending_length,
-            receiving_length=self.receiving_length,
-            previous_sending_length=self.previous_sending_length,
-            receive_steps=self.receive_steps,
-            previous_receiving_keys=self.previous_receiving_keys,
-            skipped=self.skipped,
-        )
+        """A working copy for one encrypt or decrypt; the sending public key is copied, not derived again.
+
+        Every message makes one (the state changes only once the message is
+        through), so deriving the public key here cost an X25519 base-point
+        multiplication per message.
+        """
+        twin = RatchetState.__new__(RatchetState)
+        for name in RatchetState.__slots__:
+            setattr(twin, name, getattr(self, name))
+        twin.previous_receiving_keys = list(self.previous_receiving_keys)
+        twin.skipped = dict(self.skipped)
+        return twin
 
     # --- sending (§3.6.3) ---------------------------------------------------
 

@@ -6,8 +6,10 @@ import { concat, u32 } from '../src/crypto/bytes.js';
 import { CryptoError } from '../src/crypto/errors.js';
 import { IdentityKeyPair } from '../src/crypto/keys.js';
 import { DeviceAddress, SignedPayload, encodePlaintext, signPayload } from '../src/crypto/payload.js';
-import { RatchetLimits } from '../src/crypto/ratchet.js';
+import { x25519Public } from '../src/crypto/primitives.js';
+import { RatchetLimits, RatchetState } from '../src/crypto/ratchet.js';
 import { initiateSession } from '../src/crypto/session.js';
+import { sodium } from '../src/crypto/sodium.js';
 import { MAX_BODY_BYTES, TYPE_PREKEY, TYPE_RATCHET } from '../src/crypto/wire.js';
 import {
   Device, decryptFails, encryptRaw, openPair, payload, receive, send, skippedCount,
@@ -314,4 +316,23 @@ test('the largest payload fits a body (message-too-large cannot happen with §3.
   const body = send(aliceSession, alice, bob, '\u{1FA7A}'.repeat(15_000)); // 60,000 bytes of UTF-8
   assert.ok(body.length <= MAX_BODY_BYTES);
   assert.equal(receive(bobSession, body, alice, bob).payload.text.length, 30_000);
+});
+
+// --- the ratchet's working copy (every encrypt and decrypt makes one)
+
+test('a working copy of the ratchet derives no key and shares no mutable state', (t) => {
+  const state = RatchetState.forInitiator(
+    new Uint8Array(32).fill(1), x25519Public(new Uint8Array(32).fill(9)), new Uint8Array(32).fill(5),
+  );
+  state.previousReceivingKeys.push(new Uint8Array(32).fill(7));
+  state.skipped.set('07:3', { messageKey: new Uint8Array(32).fill(8), storedAtStep: 0 });
+  const derive = t.mock.method(sodium, 'crypto_scalarmult_base');
+  const twin = state.copy();
+  assert.equal(derive.mock.callCount(), 0, 'copy() derived the sending public key again');
+  assert.ok(twin instanceof RatchetState);
+  assert.deepEqual({ ...twin }, { ...state });
+  twin.previousReceivingKeys.length = 0;
+  twin.skipped.clear();
+  assert.equal(state.previousReceivingKeys.length, 1);
+  assert.deepEqual([...state.skipped.keys()], ['07:3']);
 });

@@ -74,6 +74,7 @@ export class RatchetState {
    * @param {object} fields
    * @param {Uint8Array} fields.rootKey
    * @param {Uint8Array} fields.sendingPrivate
+   * @param {Uint8Array} [fields.sendingPublic] its public key, when already known (a copy)
    * @param {Uint8Array | null} fields.receivingKey
    * @param {Uint8Array | null} fields.sendingChainKey
    * @param {Uint8Array | null} fields.receivingChainKey
@@ -87,7 +88,7 @@ export class RatchetState {
   constructor(fields) {
     this.rootKey = fields.rootKey;
     this.sendingPrivate = fields.sendingPrivate;
-    this.sendingPublic = x25519Public(fields.sendingPrivate);
+    this.sendingPublic = fields.sendingPublic ?? x25519Public(fields.sendingPrivate);
     this.receivingKey = fields.receivingKey;
     this.sendingChainKey = fields.sendingChainKey;
     this.receivingChainKey = fields.receivingChainKey;
@@ -118,7 +119,11 @@ export class RatchetState {
     });
   }
 
-  /** A working copy: byte arrays are never changed in place, so sharing them is safe. */
+  /**
+   * A working copy: byte arrays are never changed in place, so sharing them is safe. Every
+   * message makes one, so the sending public key is copied, not derived again (an X25519
+   * base-point multiplication per message otherwise).
+   */
   copy() {
     return new RatchetState(this);
   }
