@@ -34,7 +34,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from loadtests import procstat, report, services
+from loadtests import node_metrics, procstat, report, services
 from loadtests.driver import LAG_POINTS, summary_ms
 
 RESULTS = Path(__file__).parent / "results"
@@ -45,6 +45,8 @@ class Watcher:
 
     With ``profile`` (a pid and a directory), it also records that process
     with py-spy during each measured window (``<dir>/<phase>.txt``, collapsed stacks).
+    With ``metrics_urls`` (Lien's nodes), it reads their latency histograms at
+    both ends of each window (``loadtests/node_metrics.py``).
     """
 
     def __init__(
@@ -53,8 +55,12 @@ class Watcher:
         database: services.PostgresDatabase | None,
         *,
         profile: tuple[int, Path, float] | None = None,
+        metrics_urls: list[str] | None = None,
     ) -> None:
         self.pids = pids
+        self.metrics_urls = metrics_urls or []
+        self.node_latency: dict[str, dict[str, Any]] = {}
+        self._histograms: dict[str, node_metrics.Buckets] = {}
         self.database = database
         self.profile = profile
         self.profiles: dict[str, Path] = {}
@@ -73,6 +79,8 @@ class Watcher:
         return found
 
     def start(self, phase: str) -> None:
+        if self.metrics_urls:
+            self._histograms[phase] = node_metrics.scrape(self.metrics_urls)
         samples = {name: procstat.sample(pid) for name, pid in self.pids.items()}
         self._open[phase] = (time.monotonic(), samples, self._postgres())
         if self.database is not None:
@@ -94,6 +102,9 @@ class Watcher:
         after = {name: procstat.sample(pid) for name, pid in self.pids.items()}
         pg_after = self._postgres()
         seconds = time.monotonic() - started
+        if self.metrics_urls:
+            histograms = node_metrics.scrape(self.metrics_urls)
+            self.node_latency[phase] = node_metrics.window(self._histograms.pop(phase, {}), histograms)
         window: dict[str, Any] = {}
         for name in self.pids:
             first, last = before[name], after[name]
@@ -188,6 +199,8 @@ def run_driver(
     result["driver_processes"] = count
     for phase in result["phases"]:
         phase.setdefault("processes", {}).update(watcher.windows.get(phase["phase"], {}))
+        if phase["phase"] in watcher.node_latency:
+            phase["node_latency"] = watcher.node_latency[phase["phase"]]
     return result
 
 
@@ -299,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=200)
     # The overloaded phase last: what it leaves in the inboxes would be delivered during the next one.
-    parser.add_argument("--phases", default="pairs,rate:250,groups,rate")
+    parser.add_argument("--phases", default="pairs,rate:250,rate:500,rate:1000,groups,rate")
     parser.add_argument("--window", type=int, default=4)
     parser.add_argument("--rate", type=float, default=2000.0)
     parser.add_argument("--group-size", type=int, default=10)
@@ -346,7 +359,10 @@ def main(argv: list[str] | None = None) -> int:
                     if kind == "lien" and arguments.profile:
                         profile = (pids["lien-1"], workdir, arguments.duration)
                     watcher = Watcher(
-                        {**pids, "redis": redis.pid}, database if kind == "lien" else None, profile=profile
+                        {**pids, "redis": redis.pid},
+                        database if kind == "lien" else None,
+                        profile=profile,
+                        metrics_urls=urls if kind == "lien" else None,
                     )
                     print(f"bench: {kind} on {', '.join(urls)}", flush=True)
                     results[kind] = run_driver(kind, urls, arguments, watcher, workdir)

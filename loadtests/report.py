@@ -13,10 +13,15 @@ PHASE_TITLES = {
 }
 
 
-def phase_title(phase: str, settings: dict[str, Any]) -> str:
+def offered_rate(phase: str, settings: dict[str, Any]) -> float | None:
+    """Messages per second a fixed-rate phase (``rate``, ``rate:500``) offers; None for other phases."""
     kind, _, value = phase.partition(":")
-    rate = float(value or settings.get("rate", 0))
-    return PHASE_TITLES.get(kind, phase).format(rate=f"{rate:,.0f}")
+    return float(value or settings.get("rate", 0)) if kind == "rate" else None
+
+
+def phase_title(phase: str, settings: dict[str, Any]) -> str:
+    kind, _, _ = phase.partition(":")
+    return PHASE_TITLES.get(kind, phase).format(rate=f"{offered_rate(phase, settings) or 0:,.0f}")
 
 
 TARGETS = {
@@ -66,6 +71,9 @@ def phase_metrics(kind: str, phase: dict[str, Any]) -> dict[str, Any]:
         row["pg_transactions_per_delivery"] = round(postgres["xact_commit"] / deliveries, 2)
         changed = sum(postgres.get(key, 0) for key in ("tup_inserted", "tup_updated", "tup_deleted"))
         row["pg_rows_written_per_delivery"] = round(changed / deliveries, 2)
+    for stretch, measured in phase.get("node_latency", {}).items():
+        row[f"node_{stretch}_p50_ms"] = measured["p50_ms"]
+        row[f"node_{stretch}_p99_ms"] = measured["p99_ms"]
     for index, name in enumerate(nodes, 1):
         row[f"node{index}_cpu"] = processes[name].get("cpu_share")
         row[f"node{index}_peak_rss_mib"] = processes[name].get("peak_rss_mib")
@@ -125,6 +133,22 @@ ROWS: list[tuple[str, str, int, bool, bool]] = [
     ("latency p95 (ms)", "p95_ms", 2, False, True),
     ("latency p99 (ms)", "p99_ms", 2, False, True),
     ("latency max (ms)", "max_ms", 2, False, False),
+    ("in the nodes: send's arrival → `accepted`, p50 (ms)", "node_accept_p50_ms", 2, False, False),
+    ("in the nodes: send's arrival → `accepted`, p99 (ms)", "node_accept_p99_ms", 2, False, False),
+    (
+        "in the nodes: acceptance → push on the recipient's socket, p50 (ms)",
+        "node_push_p50_ms",
+        2,
+        False,
+        False,
+    ),
+    (
+        "in the nodes: acceptance → push on the recipient's socket, p99 (ms)",
+        "node_push_p99_ms",
+        2,
+        False,
+        False,
+    ),
     ("errors", "errors", 1, False, False),
     ("still undelivered 30 s after the window", "undelivered_after_drain", 0, False, False),
     ("node 1 CPU", "node1_cpu", 1, True, False),
@@ -229,6 +253,7 @@ def markdown(context: dict[str, Any], results: dict[str, Any]) -> str:
             verdict = f"Target: {_verdict(phase, lien, baseline)}. " if phase in TARGETS else ""
             lines += ["", f"{verdict}Lien error codes: {codes}."]
         lines.append("")
+    lines += rate_sweep_markdown(metrics, settings)
     profiles = results.get("lien", {}).get("profiles")
     if profiles:
         lines += ["## Where Lien's time goes", "", *profile_markdown(profiles)]
@@ -240,6 +265,45 @@ def markdown(context: dict[str, Any], results: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def rate_sweep_markdown(metrics: dict[str, dict[str, dict[str, Any]]], settings: dict[str, Any]) -> list[str]:
+    """Every fixed-rate phase of both systems in one table, and the highest rate each kept p99 in bound."""
+    offered = {
+        phase: rate
+        for rows_of in metrics.values()
+        for phase in rows_of
+        if (rate := offered_rate(phase, settings)) is not None
+    }
+    if len(offered) < 2:
+        return []
+    bound = TARGETS["rate"][1]
+    systems = ("lien", "baseline")
+    lines = [
+        "## Latency against offered rate (one to one)",
+        "",
+        "| offered / s | Lien delivered / s | Lien p50 (ms) | Lien p99 (ms) "
+        "| baseline delivered / s | baseline p50 (ms) | baseline p99 (ms) |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    within: dict[str, float | None] = dict.fromkeys(systems)
+    for phase, rate in sorted(offered.items(), key=lambda item: item[1]):
+        cells = [f"{rate:,.0f}"]
+        for system in systems:
+            row = metrics.get(system, {}).get(phase)
+            cells += [_fmt(row and row["deliveries_per_s"]), _fmt(row and row["p50_ms"], 2)]
+            cells.append(_fmt(row and row["p99_ms"], 2))
+            if row and row["p99_ms"] is not None and row["p99_ms"] <= bound and row["errors"] == 0:
+                within[system] = max(rate, within[system] or 0.0)
+        lines.append("| " + " | ".join(cells) + " |")
+    shown = {system: "none" if rate is None else f"{rate:,.0f}/s" for system, rate in within.items()}
+    lines += [
+        "",
+        f"Highest offered rate of this run with p99 ≤ {bound:.0f} ms and no error: Lien {shown['lien']}, "
+        f"baseline {shown['baseline']}.",
+        "",
+    ]
+    return lines
 
 
 def capacity_markdown(context: dict[str, Any], result: dict[str, Any]) -> str:

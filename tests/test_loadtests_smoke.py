@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtests import services
+from loadtests import node_metrics, services
 from tests.databases import sqlite_url
 from tests.live import LiveNode
 from tests.redis_server import RedisProcess
@@ -76,6 +76,7 @@ def test_driver_phases_on_lien_and_baseline(
     try:
         for target, url in (("lien", node.url), ("baseline", relay_url)):
             out = tmp_path / f"{target}.json"
+            histograms_before = node_metrics.scrape([node.url])
             argv = [
                 sys.executable, "-m", "loadtests.driver", "--target", target, "--url", url,
                 "--devices", "20", "--group-size", "10", "--phases", "pairs,rate,groups",
@@ -89,5 +90,10 @@ def test_driver_phases_on_lien_and_baseline(
                 assert phase["deliveries"] > 0, (target, phase)
                 assert phase["errors"] == {}, (target, phase)
                 assert phase["loop_lag_ms"]["p99"] is not None, (target, phase)  # the probe sampled
+            if target == "lien":  # what make bench reads from the nodes for the same run
+                in_nodes = node_metrics.window(histograms_before, node_metrics.scrape([node.url]))
+                for stretch in ("accept", "push"):
+                    assert in_nodes[stretch]["observations"] > 0, in_nodes
+                    assert in_nodes[stretch]["p99_ms"] is not None, in_nodes
     finally:
         relay.stop()

@@ -1,0 +1,80 @@
+"""The bench report's own arithmetic: node histograms over a window, latency against offered rate."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from loadtests import node_metrics, report
+from server.metrics import Metrics
+
+
+def rendered(metrics: Metrics) -> str:
+    text = metrics.render()
+    return text.decode() if isinstance(text, bytes) else text
+
+
+def test_quantiles_interpolate_within_a_bucket_like_prometheus() -> None:
+    buckets = {0.01: 0.0, 0.025: 50.0, 0.05: 100.0, math.inf: 100.0}
+    assert node_metrics.quantile(buckets, 0.5) == pytest.approx(0.025)
+    assert node_metrics.quantile(buckets, 0.99) == pytest.approx(0.025 + 0.025 * 49 / 50)
+    assert node_metrics.quantile({0.01: 0.0, math.inf: 0.0}, 0.5) is None
+
+
+def test_observations_past_the_last_bucket_report_its_bound() -> None:
+    assert node_metrics.quantile({0.01: 1.0, 10.0: 1.0, math.inf: 4.0}, 0.99) == 10.0
+
+
+def test_a_window_counts_only_what_the_nodes_observed_in_it() -> None:
+    first, second = Metrics(), Metrics()
+    first.accept_seconds.observe(0.004)  # before the window: not counted
+    before = node_metrics.parse(rendered(first))
+    for _ in range(98):
+        first.accept_seconds.observe(0.002)
+    second.accept_seconds.observe(0.3)
+    second.accept_seconds.observe(0.3)
+    second.delivery_latency.observe(0.02)
+    after = node_metrics.parse(rendered(first))
+    for name, buckets in node_metrics.parse(rendered(second)).items():  # two nodes, added up
+        for bound, count in buckets.items():
+            after[name][bound] += count
+
+    measured = node_metrics.window(before, after)
+
+    assert measured["accept"]["observations"] == 100
+    assert 1.0 <= measured["accept"]["p50_ms"] <= 2.5  # the 0.001-0.0025 bucket
+    assert measured["accept"]["p99_ms"] == pytest.approx(375.0)  # halfway into the slow batches' bucket
+    assert measured["push"] == {
+        "observations": 1,
+        "p50_ms": pytest.approx(17.5),
+        "p99_ms": pytest.approx(24.85),
+    }
+
+
+def row(phase: str, p99: float, *, errors: int = 0) -> dict[str, Any]:
+    return {"phase": phase, "deliveries_per_s": 100.0, "p50_ms": p99 / 2, "p99_ms": p99, "errors": errors}
+
+
+def test_the_rate_sweep_names_the_highest_rate_each_system_kept_in_bound() -> None:
+    settings = {"rate": 2000.0}
+    metrics = {
+        "lien": {
+            "pairs": row("pairs", 9.0),
+            "rate:250": row("rate:250", 12.0),
+            "rate:500": row("rate:500", 40.0, errors=1),
+            "rate:1000": row("rate:1000", 48.0),
+            "rate": row("rate", 700.0),
+        },
+        "baseline": {name: row(name, 3.0) for name in ("rate:250", "rate:500", "rate:1000", "rate")},
+    }
+
+    lines = report.rate_sweep_markdown(metrics, settings)
+
+    offered = [line.split("|")[1].strip() for line in lines if line.startswith("| ") and line[2].isdigit()]
+    assert offered == ["250", "500", "1,000", "2,000"]
+    assert lines[-2] == (
+        "Highest offered rate of this run with p99 ≤ 50 ms and no error: Lien 1,000/s, baseline 2,000/s."
+    )
+    assert report.rate_sweep_markdown({"lien": {"rate": row("rate", 1.0)}}, settings) == []
