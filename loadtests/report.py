@@ -133,21 +133,13 @@ ROWS: list[tuple[str, str, int, bool, bool]] = [
     ("latency p95 (ms)", "p95_ms", 2, False, True),
     ("latency p99 (ms)", "p99_ms", 2, False, True),
     ("latency max (ms)", "max_ms", 2, False, False),
-    ("in the nodes: send's arrival → `accepted`, p50 (ms)", "node_accept_p50_ms", 2, False, False),
-    ("in the nodes: send's arrival → `accepted`, p99 (ms)", "node_accept_p99_ms", 2, False, False),
-    (
-        "in the nodes: acceptance → push on the recipient's socket, p50 (ms)",
-        "node_push_p50_ms",
-        2,
-        False,
-        False,
-    ),
-    (
-        "in the nodes: acceptance → push on the recipient's socket, p99 (ms)",
-        "node_push_p99_ms",
-        2,
-        False,
-        False,
+    *(
+        (f"in the nodes: {what}, {point} (ms)", f"node_{stretch}_{point}_ms", 2, False, False)
+        for stretch, what in (
+            ("accept", "send's arrival → `accepted`"),
+            ("push", "acceptance → push on the recipient's socket"),
+        )
+        for point in ("p50", "p99")
     ),
     ("errors", "errors", 1, False, False),
     ("still undelivered 30 s after the window", "undelivered_after_drain", 0, False, False),
