@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -294,6 +295,45 @@ async def test_cross_node_delivery(redis_url: str) -> None:
     finally:
         await close_promptly(publisher)
         await close_promptly(subscriber)
+
+
+async def test_upstream_follows_what_changed_between_two_writer_turns(redis_url: str) -> None:
+    """The writer sends Redis only the channels that changed, however many are subscribed.
+
+    Made in one loop turn (the writer sees them together): a channel dropped and taken
+    again, one dropped, one taken and dropped, one taken.
+    """
+    broker = await redis_broker(redis_url)
+    prefix = f"churn-{secrets.token_hex(4)}:"
+    client = Redis.from_url(redis_url)
+
+    async def upstream_is(expected: set[str]) -> bool:
+        found = {channel.decode() for channel in await client.pubsub_channels(f"{prefix}*")}
+        return found == expected
+
+    try:
+        held = [broker.subscribe(f"{prefix}{number}", Recorder()) for number in range(300)]
+        await broker.wait_subscribed()
+        await wait_until_async(lambda: upstream_is({f"{prefix}{number}" for number in range(300)}))
+
+        held[0].close()
+        again = Recorder()
+        broker.subscribe(f"{prefix}0", again)
+        held[1].close()
+        broker.subscribe(f"{prefix}fleeting", Recorder()).close()
+        late = Recorder()
+        broker.subscribe(f"{prefix}late", late)
+        await broker.wait_subscribed()
+
+        expected = {f"{prefix}{number}" for number in range(300) if number != 1} | {f"{prefix}late"}
+        await wait_until_async(lambda: upstream_is(expected))
+        assert (await broker.health())["subscribed_channels"] == 300
+        await broker.publish(f"{prefix}0", b"again")
+        await broker.publish(f"{prefix}late", b"late")
+        await wait_until(lambda: again.received == [b"again"] and late.received == [b"late"])
+    finally:
+        await client.aclose()
+        await close_promptly(broker)
 
 
 async def test_start_fails_fast_without_redis(tmp_path: Path) -> None:

@@ -87,11 +87,11 @@ class LocalSubscription:
 class HandlerTable:
     """The handlers of this node, reference-counted per channel.
 
-    ``on_change`` runs (synchronously) whenever a channel gains its first
-    handler or loses its last one, so a backend can (un)subscribe upstream.
+    ``on_change`` runs (synchronously) with the channel whenever a channel gains
+    its first handler or loses its last one, so a backend can (un)subscribe upstream.
     """
 
-    def __init__(self, on_change: Callable[[], None] | None = None) -> None:
+    def __init__(self, on_change: Callable[[str], None] | None = None) -> None:
         # A tuple per channel, in subscription order: nearly every channel has one handler (a device's
         # own channels), and a tuple of one costs a fifth of a dict on each of a node's idle sockets.
         # Being immutable, it is also the snapshot dispatch() iterates while handlers (un)subscribe.
@@ -103,7 +103,7 @@ class HandlerTable:
         subscriptions = self._by_channel.get(channel, ())
         self._by_channel[channel] = (*subscriptions, subscription)
         if not subscriptions and self._on_change is not None:
-            self._on_change()
+            self._on_change(channel)
         return subscription
 
     def remove(self, subscription: LocalSubscription) -> None:
@@ -117,7 +117,7 @@ class HandlerTable:
         else:
             del self._by_channel[channel]
             if self._on_change is not None:
-                self._on_change()
+                self._on_change(channel)
 
     def channels(self) -> set[str]:
         return set(self._by_channel)

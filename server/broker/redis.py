@@ -106,6 +106,9 @@ class RedisBroker:
         self._connected = False
         self._sent: set[str] = set()
         """Channels the writer has asked Redis to subscribe (minus those it asked to drop)."""
+        self._changed: set[str] = set()
+        """Channels that gained their first handler or lost their last since the writer last looked
+        (every channel, on a new connection): the writer's work is the changes, not all channels."""
         self._confirmed: set[str] = set()
         """Channels Redis has confirmed as subscribed."""
         self._in_flight: dict[str, int] = {}
@@ -210,7 +213,8 @@ class RedisBroker:
     def _is_live(self, channel: str) -> bool:
         return self._connected and channel in self._confirmed and not self._in_flight.get(channel)
 
-    def _local_channels_changed(self) -> None:
+    def _local_channels_changed(self, channel: str) -> None:
+        self._changed.add(channel)
         self._wake_writer.set()
         self._notify_state()
 
@@ -283,6 +287,7 @@ class RedisBroker:
     def _reset_connection_state(self) -> None:
         self._connected = False
         self._sent.clear()
+        self._changed = self._handlers.channels()
         self._confirmed.clear()
         self._in_flight.clear()
         self._notify_state()
@@ -308,9 +313,14 @@ class RedisBroker:
         next_ping = loop.time() + self._ping_interval
         while True:
             self._wake_writer.clear()
-            wanted = self._handlers.channels()
-            await self._send(connection, "UNSUBSCRIBE", self._sent - wanted)
-            await self._send(connection, "SUBSCRIBE", wanted - self._sent)
+            # Only what changed: comparing every channel at each wake-up made a connect cost
+            # O(channels), a reconnect storm O(channels²) (40 % of a node's time at 19,000 sockets).
+            changed, self._changed = self._changed, set()
+            handlers, sent = self._handlers, self._sent
+            await self._send(
+                connection, "UNSUBSCRIBE", {c for c in changed if c in sent and c not in handlers}
+            )
+            await self._send(connection, "SUBSCRIBE", {c for c in changed if c not in sent and c in handlers})
             if loop.time() >= next_ping:
                 # Keeps a silent connection proving it is alive (see _read).
                 await connection.send_command("PING")
