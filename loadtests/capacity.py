@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import datetime
 import json
 import os
@@ -113,14 +114,16 @@ def measure(arguments: argparse.Namespace, workdir: Path, kind: str) -> dict[str
             ]  # fmt: skip
             clients.append(subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE))
         authenticated = failed = 0
+        failure_reasons: collections.Counter[str] = collections.Counter()
         for client in clients:
             assert client.stdout is not None
             for raw in client.stdout:
                 line = raw.decode().strip()
                 if line.startswith("@@ready "):
-                    ok, ko = line.split()[1:]
+                    ok, ko, why = line.split(maxsplit=3)[1:]
                     authenticated += int(ok)
                     failed += int(ko)
+                    failure_reasons.update(json.loads(why))
                     break
         connect_s = time.monotonic() - started
         print(
@@ -138,6 +141,7 @@ def measure(arguments: argparse.Namespace, workdir: Path, kind: str) -> dict[str
             "client_processes": arguments.clients,
             "authenticated": authenticated,
             "failures": failed,
+            "failure_reasons": dict(failure_reasons),
             "node_sockets": after.sockets,
             "connections_held": held,
             "rss_before_mib": before.rss_kib / 1024,

@@ -4,7 +4,8 @@
 
 Takes its share of the tokens file (one session token per line), opens one
 WebSocket per token, sends ``auth`` (protocol core: ``ClientProtocol.auth``)
-and waits for ``ready``; then prints ``@@ready <authenticated> <failed>`` and
+and waits for ``ready``; then prints ``@@ready <authenticated> <failed> <why>``
+(``why``: JSON, failures counted by exception type or error code) and
 keeps every socket open (answering the server's pings) until stdin closes or
 the process is told to stop (SIGTERM), when it drops them all at once.
 """
@@ -13,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -35,7 +38,10 @@ async def drain(ws: ClientConnection) -> None:
             pass
 
 
-async def hold(url: str, token: str, gate: asyncio.Semaphore, readers: list[asyncio.Task[None]]) -> bool:
+async def hold(
+    url: str, token: str, gate: asyncio.Semaphore, readers: list[asyncio.Task[None]]
+) -> str | None:
+    """Open, authenticate and keep one socket; None, or why it failed (an error code or exception type)."""
     async with gate:
         try:
             ws = await connect(
@@ -43,12 +49,15 @@ async def hold(url: str, token: str, gate: asyncio.Semaphore, readers: list[asyn
             )
             await ws.send(ClientProtocol().auth(token), text=True)
             async with asyncio.timeout(OPEN_TIMEOUT_S):
-                while not isinstance(codec.decode_server_frame(await ws.recv(decode=False)), frames.Ready):
-                    pass
-        except Exception:
-            return False
+                while not isinstance(
+                    frame := codec.decode_server_frame(await ws.recv(decode=False)), frames.Ready
+                ):
+                    if isinstance(frame, frames.Error):
+                        return f"error frame {frame.code}"
+        except Exception as exc:
+            return type(exc).__name__
     readers.append(asyncio.create_task(drain(ws)))
-    return True
+    return None
 
 
 async def main_async(arguments: argparse.Namespace) -> None:
@@ -58,8 +67,11 @@ async def main_async(arguments: argparse.Namespace) -> None:
     url = arguments.url.replace("http", "ws", 1) + "/ws"
     gate = asyncio.Semaphore(CONCURRENT_OPENINGS)
     readers: list[asyncio.Task[None]] = []
-    outcomes = await asyncio.gather(*(hold(url, token, gate, readers) for token in mine))
-    print(f"@@ready {sum(outcomes)} {len(outcomes) - sum(outcomes)}", flush=True)
+    failures = collections.Counter(
+        why for why in await asyncio.gather(*(hold(url, token, gate, readers) for token in mine)) if why
+    )
+    failed = sum(failures.values())
+    print(f"@@ready {len(mine) - failed} {failed} {json.dumps(dict(failures))}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)

@@ -298,6 +298,14 @@ def rate_sweep_markdown(metrics: dict[str, dict[str, dict[str, Any]]], settings:
     return lines
 
 
+def _reasons(result: dict[str, Any]) -> str:
+    """`` (why: count, …)`` from a capacity result's failure reasons; empty when none (or not recorded)."""
+    reasons = result.get("failure_reasons") or {}
+    if not reasons:
+        return ""
+    return " (" + ", ".join(f"{why}: {count:,}" for why, count in sorted(reasons.items())) + ")"
+
+
 def capacity_markdown(context: dict[str, Any], result: dict[str, Any]) -> str:
     met = (
         min(result["authenticated"], result["connections_held"]) >= 19000
@@ -323,7 +331,7 @@ def capacity_markdown(context: dict[str, Any], result: dict[str, Any]) -> str:
         "| --- | ---: |",
         f"| devices asked for | {result['devices']:,} |",
         f"| authenticated and idle (`ready` received) | {result['authenticated']:,} |",
-        f"| failures | {result['failures']:,} |",
+        f"| failures | {result['failures']:,}{_reasons(result)} |",
         f"| client sockets the node still holds after {result['idle_s']:.0f} s idle | "
         f"{result['connections_held']:,} |",
         f"| node RSS before connections (MiB) | {result['rss_before_mib']:,.1f} |",
@@ -343,7 +351,8 @@ def capacity_markdown(context: dict[str, Any], result: dict[str, Any]) -> str:
         lines += [
             "The same measurement, same run, for one baseline relay process (`loadtests/baseline_relay.py`, "
             "same uvicorn settings, a bare Starlette WebSocket with a Redis subscription per device): "
-            f"{baseline['connections_held']:,} connections held ({baseline['failures']:,} failures), "
+            f"{baseline['connections_held']:,} connections held ({baseline['failures']:,} failures"
+            f"{_reasons(baseline)}), "
             f"RSS {baseline['rss_before_mib']:,.1f} → {baseline['rss_after_mib']:,.1f} MiB, "
             f"**{baseline['kib_per_connection']:,.1f} KiB per connection**, all connected in "
             f"{baseline['connect_s']:,.1f} s.",
