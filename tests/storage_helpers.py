@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from lien.protocol.api import Profile
 from server.storage import accounts, devices
 from server.storage.database import Database
+from server.storage.migrate import upgrade_to_head
 from tests.keys import new_device
+
+
+@asynccontextmanager
+async def migrated(url: str) -> AsyncIterator[Database]:
+    """A database at ``url`` upgraded to the latest schema, closed afterwards."""
+    database = Database(url)
+    await upgrade_to_head(database)
+    try:
+        yield database
+    finally:
+        await database.close()
 
 
 async def add_devices(database: Database, count: int, username: str = "owner") -> list[int]:

@@ -17,12 +17,11 @@ from lien import ledger as chain
 from server.storage import devices, ledger, messages
 from server.storage.committer import InboxWrites, finish_writes
 from server.storage.database import Database
-from server.storage.migrate import upgrade_to_head
 from server.storage.schema import INBOX_MESSAGE
 from server.storage.schema import devices as devices_table
 from server.storage.schema import inbox as inbox_table
 from server.storage.schema import ledger as ledger_table
-from tests.storage_helpers import add_devices
+from tests.storage_helpers import add_devices, migrated
 
 pytestmark = pytest.mark.postgres
 
@@ -33,10 +32,8 @@ class Abort(Exception):
 
 @pytest.fixture
 async def database(postgres_database_url: str) -> AsyncIterator[Database]:
-    db = Database(postgres_database_url)
-    await upgrade_to_head(db)
-    yield db
-    await db.close()
+    async with migrated(postgres_database_url) as db:
+        yield db
 
 
 def queue(writes: InboxWrites, device_ids: list[int], tag: str) -> None:

@@ -15,21 +15,18 @@ from lien.protocol import errors
 from server.storage import devices, messages
 from server.storage.committer import GroupCommitter, InboxWrites
 from server.storage.database import Database
-from server.storage.migrate import upgrade_to_head
 from server.storage.schema import INBOX_MESSAGE
 from server.storage.schema import devices as devices_table
 from server.storage.schema import messages as messages_table
-from tests.storage_helpers import add_devices
+from tests.storage_helpers import add_devices, migrated
 
 TIMEOUT = 20.0
 
 
 @pytest.fixture
 async def database(database_url: str) -> AsyncIterator[Database]:
-    db = Database(database_url)
-    await upgrade_to_head(db)
-    yield db
-    await db.close()
+    async with migrated(database_url) as db:
+        yield db
 
 
 @pytest.fixture
@@ -241,30 +238,28 @@ async def test_a_connection_the_database_dropped_costs_one_attempt_only(
     postgres_database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A worker keeps its connection between transactions; a dropped one is replaced, nothing lost."""
-    database = Database(postgres_database_url)
-    await upgrade_to_head(database)
-    committer = GroupCommitter(database)
-    try:
-        [device] = await add_devices(database, 1)
-        committer.start()
-        calls: dict[str, int] = {}
-        assert await committer.run(storing(device, calls, "a")) == "a"
-        admin = await asyncpg.connect(postgres_database_url.replace("+asyncpg", ""))
+    async with migrated(postgres_database_url) as database:
+        committer = GroupCommitter(database)
         try:
-            terminated = await admin.fetchval(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
+            [device] = await add_devices(database, 1)
+            committer.start()
+            calls: dict[str, int] = {}
+            assert await committer.run(storing(device, calls, "a")) == "a"
+            admin = await asyncpg.connect(postgres_database_url.replace("+asyncpg", ""))
+            try:
+                terminated = await admin.fetchval(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            finally:
+                await admin.close()
+            assert terminated >= 1  # the worker's own connection among them
+            assert await gather(committer.run(storing(device, calls, "b"))) == ["b"]
+            assert calls == {"a": 1, "b": 2}  # the attempt on the dead connection, then alone on a new one
+            assert await inbox_of(database, device) == [(1, "a"), (2, "b")]
+            assert any("retrying each alone" in record.getMessage() for record in caplog.records)
         finally:
-            await admin.close()
-        assert terminated >= 1  # the worker's own connection among them
-        assert await gather(committer.run(storing(device, calls, "b"))) == ["b"]
-        assert calls == {"a": 1, "b": 2}  # the attempt on the dead connection, then alone on a new one
-        assert await inbox_of(database, device) == [(1, "a"), (2, "b")]
-        assert any("retrying each alone" in record.getMessage() for record in caplog.records)
-    finally:
-        await committer.close()
-        await database.close()
+            await committer.close()
 
 
 # --- acks --------------------------------------------------------------------------------
