@@ -8,10 +8,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 
 import lien
 from lien.protocol import frames
-from server.ratelimit import RedisRateLimiter
+from server.ratelimit import LEASE_SECONDS, Grant, RedisRateLimiter, lease_size
 from server.settings import Settings
 from tests.inprocess import PASSWORD, FrameSocket, frame_socket, register, serving
 from tests.redis_server import RedisProcess
@@ -167,3 +168,68 @@ async def test_the_redis_bucket_is_shared_by_every_node(redis_process: RedisProc
     finally:
         await first.close()
         await second.close()
+
+
+async def _stored_tokens(redis_process: RedisProcess, account_id: int) -> float:
+    """The shared bucket as Redis holds it: changes only when a node runs the script."""
+    client = Redis.from_url(redis_process.url)
+    try:
+        return float(await client.hget(f"lien:rate:{account_id}", "tokens") or "nan")
+    finally:
+        await client.aclose()
+
+
+async def test_a_node_spends_tokens_it_took_ahead_before_asking_redis_again(
+    redis_process: RedisProcess,
+) -> None:
+    now = [1000.0]
+    limiter = RedisRateLimiter(redis_process.url, rate=20.0, burst=60, clock=lambda: now[0])
+    extra = lease_size(20.0, 60)
+    assert extra == 5
+    try:
+        assert (await limiter.take(42, 1)).granted == 1
+        after_first = await _stored_tokens(redis_process, 42)
+        assert after_first <= 60 - 1 - extra + 1  # the lease was taken from the shared bucket
+        for _ in range(extra):
+            assert await limiter.take(42, 1) == Grant(1, 0.0)
+        assert await _stored_tokens(redis_process, 42) == after_first  # served from the lease
+        assert (await limiter.take(42, 1)).granted == 1  # lease spent: Redis again
+        after_second = await _stored_tokens(redis_process, 42)
+        assert after_second != after_first
+        now[0] += LEASE_SECONDS + 0.01  # the new lease lapses unspent
+        assert (await limiter.take(42, 1)).granted == 1
+        assert await _stored_tokens(redis_process, 42) != after_second
+    finally:
+        await limiter.close()
+
+
+async def test_leases_never_let_an_account_exceed_its_bucket_across_nodes(
+    redis_process: RedisProcess,
+) -> None:
+    rate, burst = 0.001, 32  # no refill to speak of within the test
+    nodes = [RedisRateLimiter(redis_process.url, rate=rate, burst=burst) for _ in range(2)]
+    extra = lease_size(rate, burst)
+    assert extra == 1
+    try:
+        grants = [await nodes[n % 2].take(7, 3) for n in range(20)]
+        granted = sum(grant.granted for grant in grants)
+        assert granted <= burst
+        assert granted >= burst - 2 * extra  # at most one lease per node left unspent
+        refused = [grant for grant in grants if grant.granted < 3]
+        assert refused and all(grant.retry_after > 0 for grant in refused)
+    finally:
+        for node in nodes:
+            await node.close()
+
+
+async def test_a_partial_grant_counts_the_lease_and_what_the_bucket_had_left(
+    redis_process: RedisProcess,
+) -> None:
+    limiter = RedisRateLimiter(redis_process.url, rate=0.001, burst=16)  # a lease of 1
+    try:
+        assert await limiter.take(9, 1) == Grant(1, 0.0)  # 2 taken from the bucket: 14 left, 1 leased
+        grant = await limiter.take(9, 20)
+        assert grant.granted == 15 and grant.retry_after > 0
+        assert (await limiter.take(9, 1)).granted == 0  # nothing leased, nothing left
+    finally:
+        await limiter.close()
