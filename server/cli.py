@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from lien.protocol import limits
+from server import collector
 from server.settings import OPTIONS, Settings, add_arguments, build_settings, env_name
 
 
@@ -30,8 +31,10 @@ def serve(settings: Settings) -> None:
 
     _configure_logging(settings.log_level)
     logging.getLogger(__name__).info("starting Lien with %r", settings)
+    app = create_app(settings)
+    collector.settle_for_serving()
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
