@@ -100,7 +100,7 @@ return {granted, wait}
 LEASE_SECONDS = 0.5
 """How long a node keeps tokens it took ahead; unspent ones then lapse."""
 _MAX_LEASES = 10_000
-"""Leases kept before the lapsed ones are swept."""
+"""Leases kept before the lapsed ones are swept (at most once per lease lifetime)."""
 
 
 def lease_size(rate: float, burst: int) -> int:
@@ -128,6 +128,7 @@ class RedisRateLimiter:
         self._burst = burst
         self._extra = lease_size(rate, burst)
         self._leases: dict[int, _Lease] = {}
+        self._swept_at = -math.inf
         self._clock = clock
         # Takes of every connection of the node that arrive together share a round trip. EVAL, not
         # EVALSHA: Redis keeps the compiled script by its hash, and a pipeline never meets NOSCRIPT.
@@ -172,7 +173,8 @@ class RedisRateLimiter:
         if spare <= 0:
             return
         now = self._clock()
-        if len(self._leases) >= _MAX_LEASES:
+        if len(self._leases) >= _MAX_LEASES and now - self._swept_at >= LEASE_SECONDS:
+            self._swept_at = now
             self._leases = {account: lease for account, lease in self._leases.items() if lease.until > now}
         lease = self._leases.get(account_id)
         if lease is None or lease.until <= now:
