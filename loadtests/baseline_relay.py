@@ -41,6 +41,8 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from server import collector
+
 logger = logging.getLogger(__name__)
 
 OUTBOUND_QUEUE_FRAMES = 1024
@@ -299,9 +301,12 @@ def main() -> None:
     parser.add_argument("--redis-url", required=True)
     arguments = parser.parse_args()
     logging.basicConfig(level="WARNING")
-    # The same server settings as `lien serve` (server/cli.py), so the transport costs the same.
+    # The same server and collector settings as `lien serve` (server/cli.py), so the transport
+    # costs the same and neither pauses longer for garbage.
+    app = create_app(arguments.redis_url)
+    collector.settle_for_serving()
     uvicorn.run(
-        create_app(arguments.redis_url),
+        app,
         host=arguments.host,
         port=arguments.port,
         log_level="warning",

@@ -15,8 +15,10 @@ waited for it; that was the whole of the p99 latency tail. Two settings:
   older generations: in the same run there was no full collection at all,
   and a young collection took 3 to 10 ms, a few times a minute.
 
-Only ``lien serve`` applies this, never the test suite's in-process servers:
-frozen objects are never collected.
+Only ``lien serve`` applies this (and, so that their pauses are not counted
+against either system, the benchmark's load generator and baseline relay),
+never the test suite's in-process servers: frozen objects are never
+collected.
 """
 
 from __future__ import annotations
