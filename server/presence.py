@@ -129,6 +129,7 @@ class RedisPresence:
         self._node = secrets.token_hex(4)
         self._local = _LocalDevices()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
 
     async def start(self) -> None:
         try:
@@ -140,6 +141,7 @@ class RedisPresence:
     async def close(self) -> None:
         """Stop refreshing; entries still in Redis expire after the TTL."""
         task, self._task = self._task, None
+        self._closing = True
         if task is not None:
             task.cancel()
             await asyncio.wait([task])
@@ -226,8 +228,13 @@ class RedisPresence:
             logger.debug("presence: could not drop expired entries (%s)", exc)
 
     async def _refresh_forever(self) -> None:
-        while True:
+        # Also ends by itself once closing: a cancellation that lands inside a Redis call can be
+        # lost (a socket timeout firing at the same moment turns it into a TimeoutError, which is
+        # caught below), and close() would then wait for this loop forever.
+        while not self._closing:
             await asyncio.sleep(self._refresh_every)
+            if self._closing:
+                return
             try:
                 await self._refresh()
             except UNREACHABLE as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -199,3 +200,21 @@ async def test_redis_unreachable(redis_process: RedisProcess) -> None:
     with pytest.raises(BrokerUnavailable):
         await unstarted.start()
     await unstarted.close()
+
+
+async def test_closing_ends_the_refresh_even_if_its_cancellation_is_lost(redis_url: str) -> None:
+    """A cancellation swallowed inside a Redis call must not leave close() waiting forever."""
+    node = await redis_node(redis_url, ttl_seconds=0.06)  # refreshes every 20 ms
+    refreshing = asyncio.Event()
+
+    async def refresh_that_swallows_cancellation() -> None:
+        refreshing.set()
+        # What a socket timeout racing the cancellation does inside the Redis client:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0.05)
+
+    node._refresh = refresh_that_swallows_cancellation  # type: ignore[method-assign]
+    await node.device_online(1, 10)
+    async with asyncio.timeout(TIMEOUT):
+        await refreshing.wait()
+        await node.close()
