@@ -88,6 +88,7 @@ def create_app(settings: Settings) -> LienApp:
             ),
         )
         committer.on_batch = services.metrics.commit_batch.observe
+        services.metrics.gc_pauses.install()
         await broker.start()
         broker.on_resync(hub.resync)
         await presence.start()
@@ -111,6 +112,7 @@ def create_app(settings: Settings) -> LienApp:
             yield
         finally:
             logger.info("node %s shutting down", settings.effective_node_name)
+            services.metrics.gc_pauses.remove()
             await hub.close_all()
             await signer.close()
             await retention_task.close()

@@ -23,9 +23,14 @@ collected.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import gc
+import time
+from typing import Any
 
 YOUNG_GENERATION_THRESHOLD = 10_000
+_PAUSES_KEPT = 10_000
 
 
 def settle_for_serving() -> None:
@@ -34,3 +39,36 @@ def settle_for_serving() -> None:
     gc.freeze()
     _, middle, oldest = gc.get_threshold()
     gc.set_threshold(YOUNG_GENERATION_THRESHOLD, middle, oldest)
+
+
+class PauseRecorder:
+    """Times every collection of this process while installed: ``lien_gc_pause_seconds``.
+
+    The collector calls back in the middle of whatever allocated, perhaps
+    while that code holds a lock (a metric's, say); so the callback only
+    appends to a bounded deque, and :meth:`drain` hands the pauses over later.
+    """
+
+    def __init__(self) -> None:
+        self._pauses: collections.deque[tuple[int, float]] = collections.deque(maxlen=_PAUSES_KEPT)
+        self._started = 0.0
+
+    def install(self) -> None:
+        gc.callbacks.append(self._callback)
+
+    def remove(self) -> None:
+        with contextlib.suppress(ValueError):
+            gc.callbacks.remove(self._callback)
+
+    def drain(self) -> list[tuple[int, float]]:
+        """(generation, seconds) of each collection since the last drain, oldest first."""
+        drained = []
+        while self._pauses:
+            drained.append(self._pauses.popleft())
+        return drained
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self._pauses.append((int(info["generation"]), time.perf_counter() - self._started))

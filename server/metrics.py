@@ -7,6 +7,8 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from server.collector import PauseRecorder
+
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
 
@@ -61,6 +63,15 @@ class Metrics:
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
             registry=self.registry,
         )
+        self.gc_pause = Histogram(
+            "lien_gc_pause_seconds",
+            "Garbage collections of this node's process by generation (2 = full): how long each stopped it",
+            ["generation"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+            registry=self.registry,
+        )
+        self.gc_pauses = PauseRecorder()
+        """Filled by the collector while the node runs (installed by its lifespan), read at each scrape."""
         self.broker_failures = Counter(
             "lien_broker_publish_failures",
             "Notices the broker could not take (the inbox still has them)",
@@ -72,6 +83,8 @@ class Metrics:
         self.error = _children(self.errors)
 
     def render(self) -> bytes:
+        for generation, seconds in self.gc_pauses.drain():
+            self.gc_pause.labels(str(generation)).observe(seconds)
         return generate_latest(self.registry)
 
 

@@ -12,6 +12,7 @@ import uvicorn
 
 from server import cli, collector
 from server.settings import Settings
+from tests.appclient import app_client
 
 
 @pytest.fixture
@@ -46,3 +47,31 @@ def test_lien_serve_settles_the_collector_before_serving(
     cli.serve(Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'lien.db'}", data_dir=tmp_path))
     assert seen["frozen"] > 0
     assert seen["threshold"] == collector.YOUNG_GENERATION_THRESHOLD
+
+
+def test_a_recorder_times_each_collection_while_installed_and_only_then() -> None:
+    recorder = collector.PauseRecorder()
+    recorder.install()
+    try:
+        gc.collect()
+        pauses = recorder.drain()
+        assert (2, pauses[-1][1]) == pauses[-1] and pauses[-1][1] >= 0
+        assert recorder.drain() == []  # drained
+    finally:
+        recorder.remove()
+    gc.collect()
+    assert recorder.drain() == []
+    recorder.remove()  # twice is harmless
+
+
+def test_a_node_reports_its_collections_at_metrics(sqlite_database_url: str) -> None:
+    with app_client(sqlite_database_url) as client:
+        gc.collect()
+        metrics = client.get("/metrics").text
+    full = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith('lien_gc_pause_seconds_count{generation="2"}')
+    ]
+    assert full and float(full[0].split()[-1]) >= 1
+    assert not any(callback.__qualname__.startswith("PauseRecorder") for callback in gc.callbacks)
