@@ -231,7 +231,7 @@ class RedisPresence:
         # Also ends by itself once closing: a cancellation that lands inside a Redis call can be
         # lost (a socket timeout firing at the same moment turns it into a TimeoutError, which is
         # caught below), and close() would then wait for this loop forever.
-        while not self._closing:
+        while True:
             await asyncio.sleep(self._refresh_every)
             if self._closing:
                 return
