@@ -22,6 +22,10 @@ def _asyncpg_dsn(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://")
 
 
+ADMIN_DSN = _asyncpg_dsn(POSTGRES_ADMIN_URL)
+"""The administration database, for asyncpg."""
+
+
 async def _postgres_reachable() -> bool:
     import asyncpg
 

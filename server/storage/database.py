@@ -4,13 +4,24 @@ SQLite (the embedded default) allows one writer at a time, so write
 transactions start with ``BEGIN IMMEDIATE`` (no lock upgrades, no deadlocks)
 and wait on ``busy_timeout``; reads use a second engine with deferred
 transactions so they never queue behind writers (WAL mode).
-PostgreSQL uses one engine for both. Every engine hides statement parameters
-from its error messages: they would put ciphertext and hashes into logs.
+
+PostgreSQL uses one pool for both. Reads run in autocommit: under READ
+COMMITTED, PostgreSQL's default and ours, each statement of a transaction
+takes its own snapshot anyway, so wrapping reads in ``BEGIN`` ... ``COMMIT``
+bought no consistency and cost two round trips per read. A connection is
+checked for liveness only after it sat idle in the pool (see
+:class:`Database`): SQLAlchemy's ``pool_pre_ping`` costs three round trips
+per checkout (``BEGIN``, ``;``, ``ROLLBACK`` with asyncpg), more than the read
+it guards.
+
+Every engine hides statement parameters from its error messages: they would
+put ciphertext and hashes into logs.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,13 +29,30 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 logger = logging.getLogger(__name__)
 
+PING_AFTER_IDLE_SECONDS = 10.0
+"""A pooled PostgreSQL connection idle longer than this is pinged before use."""
+
 
 class Database:
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    """The engines of one database URL.
+
+    On PostgreSQL, a pooled connection idle for ``ping_after_idle`` seconds
+    or more is pinged when checked out, and replaced if the server dropped
+    it. One in steady use is not: if the database restarts under it, the
+    statement fails once, SQLAlchemy sees a disconnection and discards every
+    connection of the pool opened before it, and the next checkout opens a
+    fresh one. The group committer retries its transaction on a fresh
+    connection itself (:mod:`server.storage.committer`).
+    """
+
+    def __init__(
+        self, url: str, *, pool_size: int = 10, ping_after_idle: float = PING_AFTER_IDLE_SECONDS
+    ) -> None:
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
         self.url = url
@@ -36,9 +64,10 @@ class Database:
             self._reader = self._sqlite_engine(url, immediate=False)
         else:
             self._writer = create_async_engine(
-                url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, hide_parameters=True
+                url, pool_size=pool_size, max_overflow=pool_size, hide_parameters=True
             )
-            self._reader = self._writer
+            _ping_after_idle(self._writer, ping_after_idle)
+            self._reader = self._writer.execution_options(isolation_level="AUTOCOMMIT")
 
     @staticmethod
     def _sqlite_engine(url: str, *, immediate: bool) -> AsyncEngine:
@@ -98,3 +127,22 @@ class Database:
         await self._writer.dispose()
         if self._reader is not self._writer:
             await self._reader.dispose()
+
+
+def _ping_after_idle(engine: AsyncEngine, idle_seconds: float) -> None:
+    """Ping a connection at checkout when it sat in the pool ``idle_seconds`` or more."""
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.pop("idle_since", None)
+        if idle_since is None or time.monotonic() - idle_since < idle_seconds:
+            return  # just opened, or in steady use
+        try:
+            dbapi_connection.ping()
+        except Exception as exc:
+            # The pool discards this connection and checks out another (a fresh one if need be).
+            raise DisconnectionError("the database dropped an idle connection") from exc
