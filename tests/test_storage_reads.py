@@ -1,24 +1,92 @@
-"""How PostgreSQL reads use the pool (``server/storage/database.py``).
+"""The reads every socket and request starts with, and how PostgreSQL reads use the pool.
 
-Reads run in autocommit while writes stay transactions, and a pooled
-connection is pinged only after it sat idle: a dropped idle connection is
-replaced without an error; one in steady use fails once, and the next read
-works.
+A socket's authentication and its start take one query each
+(``accounts.live_session_owner``, ``devices.acked_seq_and_prekeys``): checked
+here against every way a token stops standing for a device, on SQLite and
+PostgreSQL. On PostgreSQL, reads run in autocommit while writes stay
+transactions, and a pooled connection is pinged only after it sat idle
+(``server/storage/database.py``): a dropped idle connection is replaced
+without an error; one in steady use fails once, and the next read works.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import text, update
 from sqlalchemy.exc import DBAPIError
 
+from lien.protocol.api import OneTimePrekey
+from server.storage import accounts, devices
 from server.storage.database import Database
 from server.storage.migrate import upgrade_to_head
+from server.storage.schema import devices as devices_table
 from tests.databases import ADMIN_DSN
-from tests.storage_helpers import migrated
+from tests.storage_helpers import add_devices, migrated
+
+NOW = 1_000_000
+
+
+@pytest.fixture
+async def database(database_url: str) -> AsyncIterator[Database]:
+    async with migrated(database_url) as db:
+        yield db
+
+
+async def _session(database: Database, device_id: int, token_hash: bytes, *, expires_at: int) -> None:
+    async with database.write() as connection:
+        owner = await devices.get_device(connection, device_id)
+        assert owner is not None
+        await accounts.create_session(
+            connection,
+            user_id=owner.user_id,
+            device_id=device_id,
+            token_hash=token_hash,
+            now=NOW,
+            expires_at=expires_at,
+        )
+
+
+async def test_a_token_stands_for_its_live_session_on_a_live_device_only(database: Database) -> None:
+    live, revoked, expired, removed = await add_devices(database, 4, username="dr.roux")
+    for device_id, tag in [(live, b"L"), (revoked, b"R"), (expired, b"E"), (removed, b"D")]:
+        await _session(database, device_id, tag * 32, expires_at=NOW - 1 if tag == b"E" else NOW + 60_000)
+    async with database.write() as connection:
+        await accounts.revoke_device_sessions(connection, revoked, NOW)
+        # Removed without revoking its session first: the device's removal alone must refuse the token.
+        await devices.remove_device(connection, removed, NOW)
+
+    async with database.read() as connection:
+        owner = await accounts.live_session_owner(connection, b"L" * 32, NOW)
+        refused = [
+            await accounts.live_session_owner(connection, tag * 32, NOW) for tag in (b"R", b"E", b"D", b"?")
+        ]
+    assert owner is not None
+    assert (owner.username, owner.session.device_id, owner.session.expires_at) == (
+        "dr.roux",
+        live,
+        NOW + 60_000,
+    )
+    assert refused == [None, None, None, None]
+
+
+async def test_a_socket_starts_from_its_acked_seq_and_its_prekeys_left(database: Database) -> None:
+    device_id, other = await add_devices(database, 2)
+    async with database.write() as connection:
+        await devices.add_prekeys(
+            connection, device_id, [OneTimePrekey(id=n, key=bytes([n]) * 32) for n in (1, 2, 3)]
+        )
+        await connection.execute(
+            update(devices_table).where(devices_table.c.id == device_id).values(acked_seq=7)
+        )
+    async with database.read() as connection:
+        assert await devices.acked_seq_and_prekeys(connection, device_id) == (7, 3)
+        assert await devices.acked_seq_and_prekeys(connection, other) == (0, 0)
+        assert await devices.acked_seq_and_prekeys(connection, 9_999) == (0, 0)
+
 
 # --- PostgreSQL: autocommit reads, liveness pings after idle -------------------------------------
 

@@ -133,19 +133,15 @@ async def authenticate(services: Services, token: str) -> Caller:
     """The caller behind a session token, or AuthenticationFailed."""
     now = services.clock()
     async with services.database.read() as connection:
-        session = await accounts.live_session(connection, token_hash(token), now)
-        if session is None:
-            raise errors.AuthenticationFailed()
-        user = await accounts.user_by_id(connection, session.user_id)
-        device = await devices.get_device(connection, session.device_id)
-    if user is None or device is None:
+        owner = await accounts.live_session_owner(connection, token_hash(token), now)
+    if owner is None:
         raise errors.AuthenticationFailed()
     return Caller(
-        user_id=user.id,
-        username=user.username,
-        device_id=device.id,
-        session_id=session.id,
-        expires_at=session.expires_at,
+        user_id=owner.session.user_id,
+        username=owner.username,
+        device_id=owner.session.device_id,
+        session_id=owner.session.id,
+        expires_at=owner.session.expires_at,
     )
 
 

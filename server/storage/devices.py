@@ -140,6 +140,22 @@ async def count_prekeys(connection: AsyncConnection, device_id: int) -> int:
     return int(result.scalar_one())
 
 
+async def acked_seq_and_prekeys(connection: AsyncConnection, device_id: int) -> tuple[int, int]:
+    """What a device's socket starts from, in one query: its acked seq and its one-time prekeys left."""
+    prekeys = (
+        select(func.count())
+        .select_from(one_time_prekeys)
+        .where(one_time_prekeys.c.device_id == device_id)
+        .scalar_subquery()
+    )
+    row = (
+        await connection.execute(
+            select(devices.c.acked_seq, prekeys.label("prekeys")).where(devices.c.id == device_id)
+        )
+    ).first()
+    return (0, 0) if row is None else (int(row.acked_seq), int(row.prekeys))
+
+
 async def claim_one_time_prekey(connection: AsyncConnection, device_id: int) -> OneTimePrekey | None:
     """Remove and return the device's oldest one-time prekey: each is handed to exactly one claimer.
 

@@ -220,8 +220,7 @@ class DeviceConnection:
         services.hub.add(self)
         services.metrics.connections.inc()
         async with services.database.read() as connection:
-            self._acked_seq = await messages.acked_seq(connection, caller.device_id)
-            prekeys = await devices.count_prekeys(connection, caller.device_id)
+            self._acked_seq, prekeys = await devices.acked_seq_and_prekeys(connection, caller.device_id)
         self._pushed_seq = self._ack_target = self._acked_seq
         self._push(
             frames.Ready(
