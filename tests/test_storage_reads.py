@@ -1,7 +1,7 @@
 """The reads every socket and request starts with, and how PostgreSQL reads use the pool.
 
 A socket's authentication and its start take one query each
-(``accounts.live_session_owner``, ``devices.acked_seq_and_prekeys``): checked
+(``accounts.live_session_owner``, ``devices.socket_start``): checked
 here against every way a token stops standing for a device, on SQLite and
 PostgreSQL. On PostgreSQL, reads run in autocommit while writes stay
 transactions, and a pooled connection is pinged only after it sat idle
@@ -73,19 +73,19 @@ async def test_a_token_stands_for_its_live_session_on_a_live_device_only(databas
     assert refused == [None, None, None, None]
 
 
-async def test_a_socket_starts_from_its_acked_seq_and_its_prekeys_left(database: Database) -> None:
+async def test_a_socket_starts_from_its_acked_seq_last_seq_and_prekeys_left(database: Database) -> None:
     device_id, other = await add_devices(database, 2)
     async with database.write() as connection:
         await devices.add_prekeys(
             connection, device_id, [OneTimePrekey(id=n, key=bytes([n]) * 32) for n in (1, 2, 3)]
         )
         await connection.execute(
-            update(devices_table).where(devices_table.c.id == device_id).values(acked_seq=7)
+            update(devices_table).where(devices_table.c.id == device_id).values(acked_seq=7, next_seq=9)
         )
     async with database.read() as connection:
-        assert await devices.acked_seq_and_prekeys(connection, device_id) == (7, 3)
-        assert await devices.acked_seq_and_prekeys(connection, other) == (0, 0)
-        assert await devices.acked_seq_and_prekeys(connection, 9_999) == (0, 0)
+        assert await devices.socket_start(connection, device_id) == devices.SocketStart(7, 9, 3)
+        assert await devices.socket_start(connection, other) == devices.SocketStart(0, 0, 0)
+        assert await devices.socket_start(connection, 9_999) == devices.SocketStart(0, 0, 0)
 
 
 # --- PostgreSQL: autocommit reads, liveness pings after idle -------------------------------------

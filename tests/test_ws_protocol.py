@@ -13,6 +13,7 @@ import pytest
 from lien.protocol import frames, limits
 from lien.protocol.api import MessageReceipts
 from server.settings import Settings
+from server.storage import messages
 from tests.inprocess import bearer, frame_socket, register, serving
 from tests.keys import signed_receipt
 
@@ -232,6 +233,42 @@ async def test_offline_backlog_arrives_in_order_and_acks_purge(node: Node) -> No
         await bob_ws.authenticate(bob.token)
         resumed = await bob_ws.receive_until(frames.Deliver)
         assert resumed.seq == 11 and resumed.body == b"10"
+
+
+async def test_a_device_with_nothing_waiting_connects_without_reading_its_inbox(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its acked seq is its last seq: what comes later comes with a notice (server/ws/connection.py)."""
+    reads: list[int] = []
+    read_inbox = messages.read_inbox
+
+    async def counted(connection, device_id, after_seq, limit):  # type: ignore[no-untyped-def]
+        reads.append(device_id)
+        return await read_inbox(connection, device_id, after_seq, limit)
+
+    monkeypatch.setattr(messages, "read_inbox", counted)
+    alice, _ = await register(node.http, "alice")
+    bob, _ = await register(node.http, "bob")
+    async with node.socket(alice.token) as alice_ws:
+        await alice_ws.send(
+            frames.Send(id="m0", to="bob", copies=[frames.Copy(device=bob.device, body=b"0")])
+        )
+        await alice_ws.receive_until(frames.Accepted)
+    async with node.socket(bob.token) as bob_ws:  # one entry waits: read from the inbox
+        assert (await bob_ws.receive_until(frames.Deliver)).body == b"0"
+        await bob_ws.send(frames.Ack(up_to=1))
+        await bob_ws.send(frames.Ping(id=1))
+        await bob_ws.receive_until(frames.Pong)
+    assert reads == [bob.device]
+    async with node.socket(bob.token) as bob_ws, node.socket(alice.token) as alice_ws:
+        await alice_ws.send(
+            frames.Send(id="m1", to="bob", copies=[frames.Copy(device=bob.device, body=b"1")])
+        )
+        delivered = await bob_ws.receive_until(frames.Deliver)
+        assert (delivered.seq, delivered.body) == (2, b"1")
+    assert reads == [
+        bob.device
+    ]  # nothing waited at the second connection, the new entry came with its notice
 
 
 async def test_typing_and_presence_between_contacts(node: Node) -> None:

@@ -140,8 +140,19 @@ async def count_prekeys(connection: AsyncConnection, device_id: int) -> int:
     return int(result.scalar_one())
 
 
-async def acked_seq_and_prekeys(connection: AsyncConnection, device_id: int) -> tuple[int, int]:
-    """What a device's socket starts from, in one query: its acked seq and its one-time prekeys left."""
+@dataclass(frozen=True)
+class SocketStart:
+    """What a device's socket starts from, read in one query."""
+
+    acked_seq: int
+    next_seq: int
+    """The last seq handed out: entries above ``acked_seq`` may wait in the inbox only if it is higher."""
+    prekeys: int
+    """One-time prekeys left (``ready`` asks for more when few are)."""
+
+
+async def socket_start(connection: AsyncConnection, device_id: int) -> SocketStart:
+    """The device's acked seq, last seq handed out and one-time prekeys left (all 0 if it is unknown)."""
     prekeys = (
         select(func.count())
         .select_from(one_time_prekeys)
@@ -150,10 +161,14 @@ async def acked_seq_and_prekeys(connection: AsyncConnection, device_id: int) -> 
     )
     row = (
         await connection.execute(
-            select(devices.c.acked_seq, prekeys.label("prekeys")).where(devices.c.id == device_id)
+            select(devices.c.acked_seq, devices.c.next_seq, prekeys.label("prekeys")).where(
+                devices.c.id == device_id
+            )
         )
     ).first()
-    return (0, 0) if row is None else (int(row.acked_seq), int(row.prekeys))
+    if row is None:
+        return SocketStart(acked_seq=0, next_seq=0, prekeys=0)
+    return SocketStart(acked_seq=int(row.acked_seq), next_seq=int(row.next_seq), prekeys=int(row.prekeys))
 
 
 async def claim_one_time_prekey(connection: AsyncConnection, device_id: int) -> OneTimePrekey | None:

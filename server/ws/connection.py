@@ -220,7 +220,12 @@ class DeviceConnection:
         services.hub.add(self)
         services.metrics.connections.inc()
         async with services.database.read() as connection:
-            self._acked_seq, prekeys = await devices.acked_seq_and_prekeys(connection, caller.device_id)
+            start = await devices.socket_start(connection, caller.device_id)
+        self._acked_seq = start.acked_seq
+        prekeys = start.prekeys
+        # Read after subscribing: an entry committed later comes with a notice, so an inbox with
+        # nothing above the ack needs no read (most reconnecting devices have nothing waiting).
+        self._inbox_may_hold_more = start.next_seq > start.acked_seq
         self._pushed_seq = self._ack_target = self._acked_seq
         self._push(
             frames.Ready(
