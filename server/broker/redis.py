@@ -150,12 +150,8 @@ class RedisBroker:
     # -- publishing -----------------------------------------------------------
 
     async def publish(self, channel: str, payload: bytes) -> None:
-        if self._closed:
-            raise BrokerUnavailable("the broker is closed")
-        try:
-            await self._publisher.publish(channel, payload)
-        except UNREACHABLE as exc:
-            raise BrokerUnavailable(f"cannot publish: {exc}") from exc
+        # Pipelined too: when many sockets open at once, their kicks and presence leave together.
+        await self.publish_many([(channel, payload)])
 
     async def publish_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
         if self._closed:
