@@ -67,6 +67,18 @@ class Watcher:
         self.windows: dict[str, dict[str, Any]] = {}
         self._open: dict[str, tuple[float, dict[str, procstat.Sample | None], dict[int, float]]] = {}
         self._activity: dict[str, dict[str, int]] = {}
+        self._threads: list[threading.Thread] = []
+
+    def in_background(self, what: str, phase: str) -> None:
+        """Run ``start`` or ``stop`` for ``phase`` without holding up the driver's output."""
+        thread = threading.Thread(target=getattr(self, what), args=(phase,))
+        self._threads.append(thread)
+        thread.start()
+
+    def finish(self) -> None:
+        """Wait for every ``start`` and ``stop`` begun (the last window's figures come last)."""
+        for thread in self._threads:
+            thread.join()
 
     def _postgres(self) -> dict[int, float]:
         if self.database is None:
@@ -189,7 +201,7 @@ def run_driver(
                 driver.wait(10)
         for log in logs:
             log.close()
-    time.sleep(1.0)  # let the last watcher thread finish its samples
+    watcher.finish()  # the last window's stop may still be scraping and sampling
     for index, driver in enumerate(drivers):
         if driver.returncode != 0:
             log_text = (workdir / f"driver-{target}-{index}.log").read_text()[-4000:]
@@ -221,7 +233,7 @@ def _follow(
                 driver.stdin.flush()
         elif timing and line.startswith("@@measure "):
             _, what, phase = line.split()
-            threading.Thread(target=getattr(watcher, what), args=(phase,)).start()
+            watcher.in_background(what, phase)
 
 
 def _summed(counts: Iterable[dict[str, int]]) -> dict[str, int]:
