@@ -112,12 +112,12 @@ like a job's exception.
 class _HeldConnection:
     """One worker's connection, kept from one transaction to the next.
 
-    Checking a connection out of the pool costs some CPU (and a ping when
-    it sat idle), once per transaction; a worker that writes all the time
-    keeps its own instead. After any failure it is
-    closed, and the next transaction opens a fresh one: a connection the
-    database dropped (restart, terminated backend) costs one failed attempt,
-    which the committer retries.
+    Checking a connection out of the pool costs some CPU (and a ping when it
+    sat idle), once per transaction; a worker that writes all the time keeps
+    its own instead. After any failure it is closed, and the next transaction
+    opens a fresh one: a connection the database dropped (restart,
+    terminated backend) costs one failed attempt, which the committer
+    retries.
     """
 
     def __init__(self, database: Database) -> None:
