@@ -360,31 +360,32 @@ def main(argv: list[str] | None = None) -> int:
         },
     }
     results: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="lien-bench-") as directory:
+    with (
+        tempfile.TemporaryDirectory(prefix="lien-bench-") as directory,
+        contextlib.ExitStack() as started_here,
+    ):
         workdir = Path(directory)
         redis, redis_url = services.start_redis(workdir)
+        started_here.callback(redis.stop)  # also when the database cannot be created
         database = services.PostgresDatabase().create()
-        try:
-            for kind in ("lien", "baseline"):
-                with cluster(kind, workdir, redis_url, database.url) as (urls, pids):
-                    profile = None
-                    if kind == "lien" and arguments.profile:
-                        profile = (pids["lien-1"], workdir, arguments.duration)
-                    watcher = Watcher(
-                        {**pids, "redis": redis.pid},
-                        database if kind == "lien" else None,
-                        profile=profile,
-                        metrics_urls=urls if kind == "lien" else None,
-                    )
-                    print(f"bench: {kind} on {', '.join(urls)}", flush=True)
-                    results[kind] = run_driver(kind, urls, arguments, watcher, workdir)
-                    time.sleep(1.0)  # py-spy writes its file when its duration ends
-                    for phase, path in watcher.profiles.items():
-                        if path.exists():
-                            results[kind].setdefault("profiles", {})[phase] = report.profile_summary(path)
-        finally:
-            redis.stop()
-            database.drop()
+        started_here.callback(database.drop)
+        for kind in ("lien", "baseline"):
+            with cluster(kind, workdir, redis_url, database.url) as (urls, pids):
+                profile = None
+                if kind == "lien" and arguments.profile:
+                    profile = (pids["lien-1"], workdir, arguments.duration)
+                watcher = Watcher(
+                    {**pids, "redis": redis.pid},
+                    database if kind == "lien" else None,
+                    profile=profile,
+                    metrics_urls=urls if kind == "lien" else None,
+                )
+                print(f"bench: {kind} on {', '.join(urls)}", flush=True)
+                results[kind] = run_driver(kind, urls, arguments, watcher, workdir)
+                time.sleep(1.0)  # py-spy writes its file when its duration ends
+                for phase, path in watcher.profiles.items():
+                    if path.exists():
+                        results[kind].setdefault("profiles", {})[phase] = report.profile_summary(path)
     context["load_after"] = procstat.load_average()
     context["elapsed_s"] = round((datetime.datetime.now(datetime.UTC) - started).total_seconds())
     name = arguments.name or started.strftime("%Y-%m-%d-%H%M")

@@ -85,11 +85,12 @@ async def seed(database_url: str, count: int, prefix: str) -> list[str]:
 def measure(arguments: argparse.Namespace, workdir: Path, kind: str) -> dict[str, Any]:
     """Lien (``kind="lien"``) or the baseline relay, which takes any token (``user:device:``)."""
     redis, redis_url = services.start_redis(workdir)
-    database = services.PostgresDatabase().create() if kind == "lien" else None
+    database: services.PostgresDatabase | None = None
     clients: list[subprocess.Popen[bytes]] = []
     node: services.Process | None = None
-    try:
-        if database is not None:
+    try:  # from here on, whatever fails stops what was started (Redis first of all)
+        if kind == "lien":
+            database = services.PostgresDatabase().create()
             node, url = services.start_lien_node(
                 "lien-1", workdir, database_url=database.url, redis_url=redis_url
             )
