@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lien.protocol.api import DeviceRegistration, OneTimePrekey, SignedPrekey
@@ -133,10 +133,13 @@ async def add_prekeys(connection: AsyncConnection, device_id: int, prekeys: list
     )
 
 
+def _prekeys_of(device_id: int) -> Select[int]:
+    """How many one-time prekeys the device has left."""
+    return select(func.count()).select_from(one_time_prekeys).where(one_time_prekeys.c.device_id == device_id)
+
+
 async def count_prekeys(connection: AsyncConnection, device_id: int) -> int:
-    result = await connection.execute(
-        select(func.count()).select_from(one_time_prekeys).where(one_time_prekeys.c.device_id == device_id)
-    )
+    result = await connection.execute(_prekeys_of(device_id))
     return int(result.scalar_one())
 
 
@@ -153,12 +156,7 @@ class SocketStart:
 
 async def socket_start(connection: AsyncConnection, device_id: int) -> SocketStart:
     """The device's acked seq, last seq handed out and one-time prekeys left (all 0 if it is unknown)."""
-    prekeys = (
-        select(func.count())
-        .select_from(one_time_prekeys)
-        .where(one_time_prekeys.c.device_id == device_id)
-        .scalar_subquery()
-    )
+    prekeys = _prekeys_of(device_id).scalar_subquery()
     row = (
         await connection.execute(
             select(devices.c.acked_seq, devices.c.next_seq, prekeys.label("prekeys")).where(

@@ -222,7 +222,6 @@ class DeviceConnection:
         async with services.database.read() as connection:
             start = await devices.socket_start(connection, caller.device_id)
         self._acked_seq = start.acked_seq
-        prekeys = start.prekeys
         # Read after subscribing: an entry committed later comes with a notice, so an inbox with
         # nothing above the ack needs no read (most reconnecting devices have nothing waiting).
         self._inbox_may_hold_more = start.next_seq > start.acked_seq
@@ -233,8 +232,8 @@ class DeviceConnection:
                 user=caller.username,
                 device=caller.device_id,
                 server_time=services.clock(),
-                prekeys=prekeys,
-                replenish=prekeys < limits.PREKEY_REPLENISH_BELOW,
+                prekeys=start.prekeys,
+                replenish=start.prekeys < limits.PREKEY_REPLENISH_BELOW,
             )
         )
         if caller.expires_at:
