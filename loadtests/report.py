@@ -257,7 +257,7 @@ def markdown(context: dict[str, Any], results: dict[str, Any]) -> str:
         "CPU is the share of one core over the measured window (100 % = one core), read from "
         "/proc/PID/stat; peak RSS is VmHWM, the process's high-water mark since it started (for Lien's "
         "nodes, reached in the set-up, when argon2id hashes the registrations' passwords in 64 MiB "
-        "each, several at once); sockets are the node's open socket descriptors (client "
+        "each, two at a time); sockets are the node's open socket descriptors (client "
         "WebSockets, PostgreSQL pool, Redis). PostgreSQL CPU sums the backends serving the bench "
         "database (other databases on the same server are not counted).",
         "",
