@@ -343,6 +343,9 @@ def main(argv: list[str] | None = None) -> int:
         "--no-profile", dest="profile", action="store_false", help="do not run py-spy on Lien's node 1"
     )
     parser.add_argument("--name", help="report file name without extension (default: the date and time)")
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="measure Lien only (for comparing two versions of Lien)"
+    )
     arguments = parser.parse_args(argv)
 
     started = datetime.datetime.now(datetime.UTC)
@@ -369,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
         started_here.callback(redis.stop)  # also when the database cannot be created
         database = services.PostgresDatabase().create()
         started_here.callback(database.drop)
-        for kind in ("lien", "baseline"):
+        for kind in ("lien",) if arguments.no_baseline else ("lien", "baseline"):
             with cluster(kind, workdir, redis_url, database.url) as (urls, pids):
                 profile = None
                 if kind == "lien" and arguments.profile:

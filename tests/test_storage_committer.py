@@ -324,6 +324,88 @@ async def test_entries_for_a_removed_device_are_dropped_and_the_others_written_w
         assert await messages.inbox_depth(connection, removed) == 0
 
 
+async def test_acks_queued_alone_purge_and_remember_like_acks_in_a_transaction(
+    database: Database, committer: GroupCommitter
+) -> None:
+    first, second = await add_devices(database, 2)
+    committer.start()
+
+    async def fill(connection: AsyncConnection, writes: InboxWrites) -> None:
+        for tag in ("m1", "m2", "m3"):
+            queue_entries(writes, tag, [first, second])
+
+    await committer.run(fill)
+    batches: list[int] = []
+    committer.on_batch = batches.append
+    await committer.close()  # queue them all before a worker takes any: one batch
+    acks = [committer.ack(first, 2), committer.ack(second, 1), committer.ack(first, 1)]
+    tasks = [asyncio.create_task(ack) for ack in acks]
+    await asyncio.sleep(0)
+    committer.start()
+    assert await gather(*tasks) == [None, None, None]
+    assert batches == [3]
+    assert await inbox_of(database, first) == [(3, "m3")]
+    assert await inbox_of(database, second) == [(2, "m2"), (3, "m3")]
+    async with database.read() as connection:
+        assert await messages.acked_seq(connection, first) == 2  # the older ack did not move it back
+        assert await messages.acked_seq(connection, second) == 1
+    await gather(committer.ack(second, 3))
+    assert await inbox_of(database, second) == []
+
+
+async def test_an_ack_queued_with_other_jobs_commits_in_their_transaction(
+    database: Database, committer: GroupCommitter
+) -> None:
+    [device] = await add_devices(database, 1)
+    committer.start()
+    await committer.run(lambda _connection, writes: _queued(writes, "m1", [device]))
+    await committer.close()
+    batches: list[int] = []
+    committer.on_batch = batches.append
+    tasks = [
+        asyncio.create_task(committer.ack(device, 1)),
+        asyncio.create_task(committer.run(lambda _connection, writes: _queued(writes, "m2", [device]))),
+    ]
+    await asyncio.sleep(0)
+    committer.start()
+    await gather(*tasks)
+    assert batches == [2]
+    assert await inbox_of(database, device) == [(2, "m2")]
+    async with database.read() as connection:
+        assert await messages.acked_seq(connection, device) == 1
+
+
+async def _queued(writes: InboxWrites, tag: str, device_ids: list[int]) -> None:
+    queue_entries(writes, tag, device_ids)
+
+
+@pytest.mark.postgres
+async def test_on_postgresql_a_batch_of_acks_alone_opens_no_transaction(
+    postgres_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One statement in autocommit: no BEGIN, no COMMIT (a transaction here fails the test)."""
+    async with migrated(postgres_database_url) as database:
+        committer = GroupCommitter(database)
+        try:
+            [device] = await add_devices(database, 1)
+            committer.start()
+            await committer.run(lambda _connection, writes: _queued(writes, "m1", [device]))
+            await committer.run(lambda _connection, writes: _queued(writes, "m2", [device]))
+
+            def no_transaction(_self: Any) -> Any:
+                raise AssertionError("an ack-only batch began a transaction")
+
+            monkeypatch.setattr("server.storage.committer._HeldConnection.transaction", no_transaction)
+            await gather(committer.ack(device, 1))
+            monkeypatch.undo()
+            assert await inbox_of(database, device) == [(2, "m2")]
+            # The held connection carries on with transactions afterwards.
+            await committer.run(lambda _connection, writes: _queued(writes, "m3", [device]))
+            assert await inbox_of(database, device) == [(2, "m2"), (3, "m3")]
+        finally:
+            await committer.close()
+
+
 # --- bulk jobs ---------------------------------------------------------------------------
 
 
@@ -435,6 +517,33 @@ async def test_inbox_entries_get_consecutive_seqs_in_job_order(
     async with asyncio.timeout(TIMEOUT):
         later = await committer.run(more)
     assert [(entry.device_id, entry.seq) for entry in later] == [(d3, 2), (d1, 3)]
+
+
+async def test_acks_on_one_node_and_entries_on_another_never_deadlock(
+    database: Database, database_url: str
+) -> None:
+    """Acks of many devices lock them in id order, like every writer: no deadlock, nothing lost."""
+    device_ids = await add_devices(database, 6)
+    other_database = Database(database_url)
+    writer, acker = GroupCommitter(database), GroupCommitter(other_database)
+    writer.start()
+    acker.start()
+    rounds = 30
+    try:
+        for n in range(rounds):
+            order = list(reversed(device_ids)) if n % 2 else device_ids[n % 3 :] + device_ids[: n % 3]
+            tasks = [asyncio.create_task(writer.run(lambda _c, writes, o=order: _queued(writes, "m", o)))]
+            # Acks of every device up to the previous round's seq, queued in the opposite order.
+            tasks += [asyncio.create_task(acker.ack(device_id, n)) for device_id in reversed(order)]
+            assert await gather(*tasks) == [None] * len(tasks)
+    finally:
+        await writer.close()
+        await acker.close()
+        await other_database.close()
+    for device_id in device_ids:
+        assert [seq for seq, _ in await inbox_of(database, device_id)] == [rounds]
+        async with database.read() as connection:
+            assert await messages.acked_seq(connection, device_id) == rounds - 1
 
 
 async def test_two_nodes_on_overlapping_devices(database: Database, database_url: str) -> None:

@@ -7,8 +7,6 @@ of a group).
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from lien.protocol import errors, frames, limits
 from lien.protocol.codec import encode
 from server.broker import BrokerUnavailable
@@ -16,15 +14,11 @@ from server.handlers.users import resolve_user
 from server.services import Caller, Services
 from server.storage import accounts, messages
 from server.storage import groups as group_store
-from server.storage.committer import InboxWrites
 from server.ws import notices
 
 
 async def ack(services: Services, caller: Caller, up_to: int) -> None:
-    async def store(_connection: AsyncConnection, writes: InboxWrites) -> None:
-        writes.ack(caller.device_id, up_to)
-
-    await services.committer.run(store)
+    await services.committer.ack(caller.device_id, up_to)
 
 
 async def relay_typing(services: Services, caller: Caller, typing: frames.Typing) -> None:

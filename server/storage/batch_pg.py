@@ -13,7 +13,10 @@ once per connection. SQLite keeps the portable versions in ``messages`` and
 two statements (message rows, live devices of users) are here too.
 
 The statements run on the asyncpg connection under the SQLAlchemy one,
-inside its transaction (:func:`driver_of`).
+inside its transaction (:func:`driver_of`). One runs alone, outside any
+transaction: a batch of nothing but acks is a single statement
+(:func:`apply_acks`, on :func:`autocommit_driver_of`), one round trip
+instead of four with ``BEGIN`` and ``COMMIT``.
 """
 
 from __future__ import annotations
@@ -76,6 +79,21 @@ UPDATE ledger_head SET seq = $19, hash = $20 WHERE id = 1 AND cardinality($13::b
 rows: new seqs are above every ack), copy hashes, ledger rows and the new head (when there are
 ledger rows: the head is locked then)."""
 
+_APPLY_ACKS = """
+WITH remembered AS (
+    UPDATE devices AS d
+    SET acked_seq = GREATEST(d.acked_seq, a.seq)
+    FROM (SELECT id FROM devices WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE) AS locked,
+         unnest($1::bigint[], $2::bigint[]) AS a(id, seq)
+    WHERE d.id = locked.id AND a.id = locked.id
+)
+DELETE FROM inbox AS i
+USING unnest($1::bigint[], $2::bigint[]) AS a(device_id, seq)
+WHERE i.device_id = ANY($1::bigint[]) AND i.device_id = a.device_id AND i.seq <= a.seq
+"""
+"""Acks alone, as one statement (its own transaction): remember each device's ack (the devices
+locked in id order, as by every writer) and purge its inbox up to it."""
+
 _INSERT_MESSAGES = """
 INSERT INTO messages (
     id, sender_user_id, sender_device_id, recipient_user_id, client_id, created_at, group_id, body,
@@ -108,6 +126,25 @@ async def driver_of(connection: AsyncConnection) -> Any:
     if adapted._transaction is None:
         await adapted._start_transaction()
     return adapted.driver_connection
+
+
+async def autocommit_driver_of(connection: AsyncConnection) -> Any:
+    """The asyncpg connection under ``connection``, for a statement that is its own transaction.
+
+    ``connection`` must have no transaction open: the statement then runs
+    in autocommit (PostgreSQL wraps it in a transaction of its own).
+    """
+    fairy = await connection.get_raw_connection()
+    adapted: Any = fairy.dbapi_connection
+    assert adapted._transaction is None, "a transaction is open on this connection"
+    return adapted.driver_connection
+
+
+async def apply_acks(driver: Any, acks: Mapping[int, int]) -> None:
+    """Remember each device's ack and purge its inbox up to it, in one statement."""
+    acked = sorted(acks.items())
+    if acked:
+        await driver.execute(_APPLY_ACKS, [device_id for device_id, _ in acked], [seq for _, seq in acked])
 
 
 async def number_devices(
