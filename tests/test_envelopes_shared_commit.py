@@ -31,6 +31,7 @@ from server.storage import groups as group_store
 from server.storage import ledger as ledger_store
 from server.storage.committer import InboxWrites
 from server.storage.schema import contacts
+from server.storage.schema import messages as messages_table
 from tests.keys import new_device
 
 TIMEOUT = 20.0
@@ -296,3 +297,36 @@ def _delivered(entry: messages.PendingEntry) -> tuple[str, bytes | None]:
     if entry.group_message is not None:
         return entry.group_message.message_id, entry.group_message.key
     return _message_of(entry.frame), None
+
+
+async def test_an_envelope_its_devices_refuse_leaves_no_row_and_its_client_id_stays_free(
+    services: Services,
+) -> None:
+    """A refused envelope leaves no message row behind.
+
+    Otherwise the corrected envelope, sent again under the same client id, would be
+    answered "duplicate" of a message no inbox holds: lost.
+    """
+    [alice] = await add_user(services, "alice", 1)
+    bob = await add_user(services, "bob", 2)
+    bob_devices = [caller.device_id for caller in bob]
+    epoch = await make_group(services, "GCARE", [alice, bob[0]])
+    [missing, stray] = await accept_envelopes(
+        services,
+        alice,
+        [send("m-1", "bob", bob_devices[:1]), group_send("g-1", "GCARE", epoch, keys=[alice.device_id])],
+    )
+    assert isinstance(missing, errors.DevicesMismatch) and isinstance(stray, errors.DevicesMismatch)
+    async with services.database.read() as connection:
+        rows = await connection.execute(select(messages_table.c.client_id))
+        assert list(rows) == []
+    accepted = await accept_envelopes(
+        services, alice, [send("m-1", "bob", bob_devices), group_send("g-1", "GCARE", epoch)]
+    )
+    assert [(type(answer), getattr(answer, "duplicate", None)) for answer in accepted] == [
+        (frames.Accepted, False),
+        (frames.Accepted, False),
+    ]
+    async with services.database.read() as connection:
+        for device_id in bob_devices:
+            assert len(await messages.read_inbox(connection, device_id, after_seq=0, limit=10)) == 2
