@@ -210,12 +210,18 @@ def markdown(context: dict[str, Any], results: dict[str, Any]) -> str:
         f"Load average before the run: {' / '.join(f'{v:.2f}' for v in context['load_before'])}; "
         f"after: {' / '.join(f'{v:.2f}' for v in context['load_after'])} (1 / 5 / 15 min).",
         "",
-        "Set-up: Lien = two `lien serve` nodes on one fresh PostgreSQL database and one Redis; baseline = "
-        "two bare relay processes (`loadtests/baseline_relay.py`: Starlette + Redis pub/sub, no auth, no "
-        "storage, no crypto) on the same Redis. Both are driven, one after the other, by the same asyncio "
-        f"driver (`loadtests/driver.py`, {_processes(settings.get('driver_processes', 1))}, uvloop; its "
+        "Set-up: Lien = two `lien serve` nodes on one fresh PostgreSQL database and one Redis; "
+        + (
+            "baseline = two bare relay processes (`loadtests/baseline_relay.py`: Starlette + Redis "
+            "pub/sub, no auth, no storage, no crypto) on the same Redis. Both are driven, one after the "
+            "other, by the same asyncio "
+            if "baseline" in results
+            else "the baseline relay was not measured in this run (`--no-baseline`). Lien is driven by "
+            "the asyncio "
+        )
+        + f"driver (`loadtests/driver.py`, {_processes(settings.get('driver_processes', 1))}, uvloop; its "
         "garbage collector, like the servers', set by `server/collector.py`) with the "
-        "same settings: "
+        "these settings: "
         f"{settings['devices']} devices alternating between the two nodes, "
         f"window {settings['window']} messages per device (one to one), groups of {settings['group_size']} "
         f"with window {settings['group_window']} per member, fixed-rate phases at the rates in their titles "
@@ -252,7 +258,17 @@ def markdown(context: dict[str, Any], results: dict[str, Any]) -> str:
     lines += rate_sweep_markdown(metrics, settings)
     profiles = results.get("lien", {}).get("profiles")
     if profiles:
-        lines += ["## Where Lien's time goes", "", *profile_markdown(profiles)]
+        lines += [
+            "## Where Lien's time goes",
+            "",
+            "py-spy sampled Lien's node 1 at 100 Hz during the phases below only (`--profile-phases`): "
+            "the profiler takes about 8 % of a core, which on this machine would add to the latency "
+            "the fixed-rate phases measure, so they ran without it. The nodes' own histograms above "
+            "(arrival → `accepted`, acceptance → push) say where a delivery's latency goes in every "
+            "phase.",
+            "",
+            *profile_markdown(profiles),
+        ]
     lines += [
         "CPU is the share of one core over the measured window (100 % = one core), read from "
         "/proc/PID/stat; peak RSS is VmHWM, the process's high-water mark since it started (for Lien's "

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
 
+import pytest
+
+from loadtests import bench
 from loadtests.bench import Watcher
 
 
@@ -28,3 +32,20 @@ def test_finish_waits_for_the_last_windows_stop() -> None:
     watcher.finish()
     window = watcher.windows["rate:2000"]["bench"]
     assert window["cpu_s"] >= 0 and window["sockets"] >= 0 and window["peak_rss_mib"] > 0
+
+
+def test_the_profiler_records_only_the_phases_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The fixed-rate phases measure latency: py-spy's own CPU must not run beside them by default."""
+    launched: list[list[str]] = []
+    monkeypatch.setattr(bench.shutil, "which", lambda _name: "/usr/bin/py-spy")
+    monkeypatch.setattr(bench.sys, "executable", str(tmp_path / "python"))  # no py-spy beside it
+    monkeypatch.setattr(bench.subprocess, "Popen", lambda argv, **_kwargs: launched.append(argv))
+    profile_phases = frozenset(bench.DEFAULT_PROFILE_PHASES.split(","))
+    watcher = Watcher({}, None, profile=(os.getpid(), tmp_path, 5.0), profile_phases=profile_phases)
+    for phase in ("pairs", "rate:250", "groups", "rate"):
+        watcher.start(phase)
+    assert sorted(watcher.profiles) == ["groups", "pairs"]
+    assert [argv[argv.index("-o") + 1] for argv in launched] == [
+        str(tmp_path / "profile-pairs.txt"),
+        str(tmp_path / "profile-groups.txt"),
+    ]
