@@ -127,6 +127,8 @@ def measure(arguments: argparse.Namespace, workdir: Path, kind: str) -> dict[str
                     failure_reasons.update(json.loads(why))
                     break
         connect_s = time.monotonic() - started
+        connected = procstat.sample(node.pid)
+        assert connected is not None
         print(
             f"capacity: {authenticated} authenticated, {failed} failed in {connect_s:.0f} s; idling",
             flush=True,
@@ -150,6 +152,7 @@ def measure(arguments: argparse.Namespace, workdir: Path, kind: str) -> dict[str
             "peak_rss_mib": after.peak_rss_kib / 1024,
             "kib_per_connection": (after.rss_kib - before.rss_kib) / max(1, held),
             "connect_s": connect_s,
+            "connect_cpu_s": connected.cpu_s - before.cpu_s,
             "idle_s": arguments.idle,
             "idle_cpu_share": (after.cpu_s - idle_start.cpu_s) / arguments.idle,
         }

@@ -328,6 +328,17 @@ def _reasons(result: dict[str, Any]) -> str:
     return " (" + ", ".join(f"{why}: {count:,}" for why, count in sorted(reasons.items())) + ")"
 
 
+def _connect_cpu_row(result: dict[str, Any]) -> list[str]:
+    """The node's CPU spent connecting every device (reports from before it was measured have none)."""
+    if "connect_cpu_s" not in result:
+        return []
+    per_device_ms = result["connect_cpu_s"] * 1000 / max(1, result["authenticated"])
+    return [
+        "| node CPU to connect and authenticate them (s; ms per device) | "
+        f"{result['connect_cpu_s']:,.1f}; {per_device_ms:,.2f} |"
+    ]
+
+
 def capacity_markdown(context: dict[str, Any], result: dict[str, Any]) -> str:
     met = (
         min(result["authenticated"], result["connections_held"]) >= 19000
@@ -361,6 +372,7 @@ def capacity_markdown(context: dict[str, Any], result: dict[str, Any]) -> str:
         f"| node peak RSS (MiB) | {result['peak_rss_mib']:,.1f} |",
         f"| **memory per connection (KiB)** | **{result['kib_per_connection']:,.1f}** |",
         f"| time to connect and authenticate all (s) | {result['connect_s']:,.1f} |",
+        *_connect_cpu_row(result),
         f"| node CPU while idle, {result['idle_s']:.0f} s (share of a core) "
         f"| {result['idle_cpu_share'] * 100:.1f} % |",
         "",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Select, delete, func, insert, select, update
+from sqlalchemy import BindParameter, Select, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lien.protocol.api import DeviceRegistration, OneTimePrekey, SignedPrekey
@@ -133,7 +133,7 @@ async def add_prekeys(connection: AsyncConnection, device_id: int, prekeys: list
     )
 
 
-def _prekeys_of(device_id: int) -> Select[int]:
+def _prekeys_of(device_id: int | BindParameter[int]) -> Select[int]:
     """How many one-time prekeys the device has left."""
     return select(func.count()).select_from(one_time_prekeys).where(one_time_prekeys.c.device_id == device_id)
 
@@ -154,16 +154,17 @@ class SocketStart:
     """One-time prekeys left (``ready`` asks for more when few are)."""
 
 
+_SOCKET_START = select(
+    devices.c.acked_seq,
+    devices.c.next_seq,
+    _prekeys_of(bindparam("device_id")).scalar_subquery().label("prekeys"),
+).where(devices.c.id == bindparam("device_id"))
+"""Built once, with bind parameters, as every socket starts with it (see ``accounts._LIVE_SESSION_OWNER``)."""
+
+
 async def socket_start(connection: AsyncConnection, device_id: int) -> SocketStart:
     """The device's acked seq, last seq handed out and one-time prekeys left (all 0 if it is unknown)."""
-    prekeys = _prekeys_of(device_id).scalar_subquery()
-    row = (
-        await connection.execute(
-            select(devices.c.acked_seq, devices.c.next_seq, prekeys.label("prekeys")).where(
-                devices.c.id == device_id
-            )
-        )
-    ).first()
+    row = (await connection.execute(_SOCKET_START, {"device_id": device_id})).first()
     if row is None:
         return SocketStart(acked_seq=0, next_seq=0, prekeys=0)
     return SocketStart(acked_seq=int(row.acked_seq), next_seq=int(row.next_seq), prekeys=int(row.prekeys))

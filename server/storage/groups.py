@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.storage.schema import group_events, group_members, groups, users
@@ -57,6 +57,11 @@ async def get_group(connection: AsyncConnection, group_id: str, *, lock: bool = 
     return GroupRow(row.id, row.name, row.created_by, row.created_at, row.epoch)
 
 
+_GROUPS = select(groups).where(groups.c.id.in_(bindparam("group_ids", expanding=True))).order_by(groups.c.id)
+_GROUPS_FOR_SHARE = _GROUPS.with_for_update(read=True)
+"""Built once, with bind parameters: every transaction of group messages reads (and locks) its groups."""
+
+
 async def get_groups(
     connection: AsyncConnection, group_ids: list[str], *, lock: bool = False
 ) -> dict[str, GroupRow]:
@@ -64,20 +69,21 @@ async def get_groups(
 
     Rows are locked in id order, the order every transaction locks several groups in.
     """
-    query = select(groups).where(groups.c.id.in_(group_ids)).order_by(groups.c.id)
-    if lock and connection.dialect.name == "postgresql":
-        query = query.with_for_update(read=True)
-    rows = await connection.execute(query)
+    query = _GROUPS_FOR_SHARE if lock and connection.dialect.name == "postgresql" else _GROUPS
+    rows = await connection.execute(query, {"group_ids": group_ids})
     return {row.id: GroupRow(row.id, row.name, row.created_by, row.created_at, row.epoch) for row in rows}
+
+
+_MEMBER_NAMES = (
+    select(group_members.c.group_id, group_members.c.user_id, users.c.username)
+    .join(users, users.c.id == group_members.c.user_id)
+    .where(group_members.c.group_id.in_(bindparam("group_ids", expanding=True)))
+)
 
 
 async def member_names(connection: AsyncConnection, group_ids: list[str]) -> dict[str, dict[int, str]]:
     """For each of these groups: user id -> username of its members."""
-    rows = await connection.execute(
-        select(group_members.c.group_id, group_members.c.user_id, users.c.username)
-        .join(users, users.c.id == group_members.c.user_id)
-        .where(group_members.c.group_id.in_(group_ids))
-    )
+    rows = await connection.execute(_MEMBER_NAMES, {"group_ids": group_ids})
     found: dict[str, dict[int, str]] = {group_id: {} for group_id in group_ids}
     for row in rows:
         found[row.group_id][row.user_id] = row.username
