@@ -261,6 +261,9 @@ def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
         "phases": [],
     }
     for phases in zip(*(part["phases"] for part in parts), strict=True):
+        if any("skipped" in phase for phase in phases):
+            merged["phases"].append(phases[0])
+            continue
         seconds = max(phase["seconds"] for phase in phases)
         latencies = [value for phase in phases for value in phase.pop("raw_latencies_s")]
         lags = [value for phase in phases for value in phase.pop("raw_loop_lags_s")]
@@ -273,6 +276,8 @@ def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
                 "deliveries_per_s": round(sum(phase["deliveries_per_s"] for phase in phases), 1),
                 "messages_sent": sum(phase["messages_sent"] for phase in phases),
                 "messages_per_s": round(sum(phase["messages_per_s"] for phase in phases), 1),
+                "receipts_returned": sum(phase.get("receipts_returned", 0) for phase in phases),
+                "receipts_per_s": round(sum(phase.get("receipts_per_s", 0.0) for phase in phases), 1),
                 "latency_ms": summary_ms(latencies),
                 "loop_lag_ms": summary_ms(lags, LAG_POINTS),
                 "errors": _summed(phase["errors"] for phase in phases),
@@ -332,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=200)
     # The overloaded phase last: what it leaves in the inboxes would be delivered during the next one.
-    parser.add_argument("--phases", default="pairs,rate:250,rate:500,rate:1000,groups,rate")
+    parser.add_argument("--phases", default="pairs,rate:250,rate:500,rate:1000,receipts:250,groups,rate")
     parser.add_argument("--window", type=int, default=4)
     parser.add_argument("--rate", type=float, default=2000.0)
     parser.add_argument("--group-size", type=int, default=10)

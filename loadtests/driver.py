@@ -24,6 +24,11 @@ between the nodes, so most traffic crosses the broker):
   (``rate:250`` offers 250 per second instead).
 * ``groups``: closed loop in care-team groups of ``--group-size``; each
   member keeps ``--group-window`` messages on their way to every other member.
+* ``receipts:250``: as ``rate:250``, and every recipient answers each message
+  with a signed ``delivered`` and a signed ``read`` receipt, as the web client
+  does in an open conversation: Lien checks and records each, and returns it
+  to the sender, whose arrivals are counted. The baseline relay has no
+  receipts: the phase is skipped there.
 
 A delivery's latency runs from the sender's clock before it encrypts to the
 recipient's after it decrypted and verified (``loadtests/core.py``). The
@@ -53,7 +58,7 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
 from lien.protocol import api as bodies
-from lien.protocol import limits
+from lien.protocol import frames, limits
 from loadtests import api, procstat
 from loadtests.core import (
     Accepted,
@@ -73,6 +78,8 @@ logger = logging.getLogger("loadtests.driver")
 TEXT = "Kaliémie 6,8 mmol/L chez Mme L., créatinine 180 µmol/L : merci de rappeler le laboratoire."
 GROUP_TEXT = "Passage infirmier 8 h : TA 13/8, glycémie 1,45 g/L, pansement refait, douleur 2/10."
 ACK_FLUSH_S = 0.02
+RECEIPTS_ANSWERED: tuple[frames.ReceiptKind, ...] = ("delivered", "read")
+"""What a recipient sends back for each message in a ``receipts`` phase (an open conversation)."""
 LAG_PROBE_S = 0.005
 SETUP_TIMEOUT_S = 120.0
 
@@ -109,6 +116,9 @@ class PhaseStats:
     deliveries: int = 0
     sent: int = 0
     receipts: int = 0
+    """Receipts that came back to senders (``status`` frames) while measuring."""
+    answer_with: tuple[frames.ReceiptKind, ...] = ()
+    """Receipts every recipient sends for each message of this phase (``receipts`` phases)."""
     latencies: list[float] = field(default_factory=list)
     loop_lags: list[float] = field(default_factory=list)
     """How late the driver's own event loop woke a 5 ms sleep, while measuring (seconds)."""
@@ -139,6 +149,8 @@ class PhaseStats:
             "deliveries_per_s": round(self.deliveries / elapsed, 1),
             "messages_sent": self.sent,
             "messages_per_s": round(self.sent / elapsed, 1),
+            "receipts_returned": self.receipts,
+            "receipts_per_s": round(self.receipts / elapsed, 1),
             "latency_ms": summary_ms(self.latencies),
             "loop_lag_ms": summary_ms(self.loop_lags, LAG_POINTS),
             "errors": dict(self.errors),
@@ -221,6 +233,8 @@ class Conn:
                     continue
                 if isinstance(event, Received):
                     stats.on_received(self, event)
+                    for kind in stats.phase.answer_with:
+                        await self.ws.send(self.device.receipt_frame(event.message_id, kind), text=True)
                 elif isinstance(event, Ready):
                     self.ready.set()
                 elif isinstance(event, Accepted):
@@ -451,8 +465,10 @@ class Run:
 
     # --- phases ---------------------------------------------------------------------
 
-    async def _measure(self, name: str, body: Callable[[], Awaitable[None]]) -> dict[str, Any]:
-        self.phase = PhaseStats(name)
+    async def _measure(
+        self, name: str, body: Callable[[], Awaitable[None]], answer_with: tuple[frames.ReceiptKind, ...] = ()
+    ) -> dict[str, Any]:
+        self.phase = PhaseStats(name, answer_with=answer_with)
         self.sending = True
         task: asyncio.Task[None] = asyncio.ensure_future(body())
         await asyncio.sleep(self.args.warmup)
@@ -516,7 +532,9 @@ class Run:
 
         return await self._measure("pairs", body)
 
-    async def rate(self, rate: float, name: str = "rate") -> dict[str, Any]:
+    async def rate(
+        self, rate: float, name: str = "rate", answer_with: tuple[frames.ReceiptKind, ...] = ()
+    ) -> dict[str, Any]:
         paired = [conn for conn in self.conns if conn.peer is not None]
         senders = [self._sender(conn, 1, _text_to(conn)) for conn in paired]
 
@@ -532,7 +550,7 @@ class Run:
                 sent += max(0, due)
                 await asyncio.sleep(0.002)
 
-        summary = await self._measure(name, body)
+        summary = await self._measure(name, body, answer_with)
         summary["offered_per_s"] = rate
         return summary
 
@@ -619,6 +637,11 @@ async def main_async(arguments: argparse.Namespace) -> dict[str, Any]:
             if kind == "rate":
                 offered = float(value or arguments.rate) / arguments.rate_divisor
                 results["phases"].append(await run.rate(offered, phase))
+            elif kind == "receipts" and arguments.target == "baseline":
+                results["phases"].append({"phase": phase, "skipped": "the relay has no receipts"})
+            elif kind == "receipts":
+                offered = float(value or arguments.rate) / arguments.rate_divisor
+                results["phases"].append(await run.rate(offered, phase, RECEIPTS_ANSWERED))
             elif kind in ("pairs", "groups"):
                 results["phases"].append(await getattr(run, kind)())
             else:

@@ -9,14 +9,16 @@ from typing import Any
 PHASE_TITLES = {
     "pairs": "One to one, closed loop (max throughput)",
     "rate": "One to one, fixed offered rate of {rate} messages/s",
+    "receipts": "One to one with a delivered and a read receipt for each message, {rate} messages/s offered",
     "groups": "Care-team groups, closed loop (max throughput)",
 }
+FIXED_RATE_KINDS = ("rate", "receipts")
 
 
 def offered_rate(phase: str, settings: dict[str, Any]) -> float | None:
-    """Messages per second a fixed-rate phase (``rate``, ``rate:500``) offers; None for other phases."""
+    """Messages per second a fixed-rate phase (``rate``, ``rate:500``, ``receipts:250``) offers; else None."""
     kind, _, value = phase.partition(":")
-    return float(value or settings.get("rate", 0)) if kind == "rate" else None
+    return float(value or settings.get("rate", 0)) if kind in FIXED_RATE_KINDS else None
 
 
 def phase_title(phase: str, settings: dict[str, Any]) -> str:
@@ -52,6 +54,7 @@ def phase_metrics(kind: str, phase: dict[str, Any]) -> dict[str, Any]:
         "deliveries": phase["deliveries"],
         "deliveries_per_s": phase["deliveries_per_s"],
         "messages_per_s": phase["messages_per_s"],
+        "receipts_per_s": phase.get("receipts_per_s", 0.0),
         "p50_ms": phase["latency_ms"]["p50"],
         "p95_ms": phase["latency_ms"]["p95"],
         "p99_ms": phase["latency_ms"]["p99"],
@@ -130,6 +133,7 @@ def _verdict(phase: str, lien: dict[str, Any], baseline: dict[str, Any] | None) 
 ROWS: list[tuple[str, str, int, bool, bool]] = [
     ("deliveries / s", "deliveries_per_s", 1, False, True),
     ("messages sent / s", "messages_per_s", 1, False, True),
+    ("receipts back at the senders / s", "receipts_per_s", 1, False, False),
     ("latency p50 (ms)", "p50_ms", 2, False, True),
     ("latency p95 (ms)", "p95_ms", 2, False, True),
     ("latency p99 (ms)", "p99_ms", 2, False, True),
@@ -287,7 +291,7 @@ def rate_sweep_markdown(metrics: dict[str, dict[str, dict[str, Any]]], settings:
         phase: rate
         for rows_of in metrics.values()
         for phase in rows_of
-        if (rate := offered_rate(phase, settings)) is not None
+        if phase.partition(":")[0] == "rate" and (rate := offered_rate(phase, settings)) is not None
     }
     if len(offered) < 2:
         return []

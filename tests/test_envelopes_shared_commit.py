@@ -12,27 +12,23 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lien import ledger as chain
 from lien.protocol import errors, frames
-from lien.protocol.api import Profile
 from lien.protocol.codec import decode_server_frame
 from server.app import create_app
 from server.handlers.envelopes import accept_envelopes
 from server.services import Caller, Services
 from server.settings import Settings
-from server.storage import accounts, devices, messages
 from server.storage import groups as group_store
 from server.storage import ledger as ledger_store
-from server.storage.committer import InboxWrites
+from server.storage import messages
 from server.storage.schema import contacts
 from server.storage.schema import messages as messages_table
-from tests.keys import new_device
+from tests.shared_commit import HeldCommitter, add_user
 
 TIMEOUT = 20.0
 
@@ -44,59 +40,10 @@ async def services(database_url: str, tmp_path: Path) -> AsyncIterator[Services]
         yield app.state.services
 
 
-async def add_user(services: Services, username: str, device_count: int) -> list[Caller]:
-    async with services.database.write() as connection:
-        user_id = await accounts.create_user(
-            connection, username=username, password_hash="x", profile=Profile(display_name=username), now=1
-        )
-        device_ids = [
-            await devices.add_device(
-                connection, user_id=user_id, registration=new_device(prekeys=0).registration, now=1
-            )
-            for _ in range(device_count)
-        ]
-    return [Caller(user_id, username, device_id, session_id=0) for device_id in device_ids]
-
-
 def send(client_id: str, to: str, device_ids: list[int], body: bytes = b"ciphertext") -> frames.Send:
     return frames.Send(
         id=client_id, to=to, copies=[frames.Copy(device=device, body=body) for device in device_ids]
     )
-
-
-class HeldCommitter:
-    """Keeps every worker of the app's committer busy until released, so that jobs pile up."""
-
-    def __init__(self, services: Services) -> None:
-        self.services = services
-        self.release = asyncio.Event()
-        self.holding: list[asyncio.Task[Any]] = []
-        self.held = 0
-        self.batches: list[int] = []
-
-    async def __aenter__(self) -> HeldCommitter:
-        async def hold(connection: AsyncConnection, writes: InboxWrites) -> None:
-            self.held += 1
-            await self.release.wait()
-
-        # One at a time: a worker takes every job queued when it starts a transaction.
-        for worker in range(self.services.committer.worker_count):
-            self.holding.append(asyncio.create_task(self.services.committer.run(hold)))
-            async with asyncio.timeout(TIMEOUT):
-                while self.held <= worker:
-                    await asyncio.sleep(0.005)
-        self.services.committer.on_batch = self.batches.append
-        return self
-
-    async def queued(self, count: int) -> None:
-        """Wait until ``count`` jobs wait behind the held workers."""
-        async with asyncio.timeout(TIMEOUT):
-            while self.services.committer.waiting < count:
-                await asyncio.sleep(0.005)
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.release.set()
-        await asyncio.gather(*self.holding)
 
 
 async def test_batches_of_several_devices_share_a_transaction_and_keep_their_outcomes(

@@ -79,14 +79,21 @@ def test_driver_phases_on_lien_and_baseline(
             histograms_before = node_metrics.scrape([node.url])
             argv = [
                 sys.executable, "-m", "loadtests.driver", "--target", target, "--url", url,
-                "--devices", "20", "--group-size", "10", "--phases", "pairs,rate,groups",
+                "--devices", "20", "--group-size", "10", "--phases", "pairs,rate,groups,receipts:50",
                 "--rate", "100", "--warmup", "0.5", "--duration", "1", "--out", str(out),
             ]  # fmt: skip
             finished = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=90)
             assert finished.returncode == 0, finished.stderr[-3000:]
             result = json.loads(out.read_text())
             assert result["setup_errors"] == {}, (target, result)
-            for phase in result["phases"]:
+            *measured, with_receipts = result["phases"]
+            if target == "baseline":
+                assert with_receipts == {"phase": "receipts:50", "skipped": "the relay has no receipts"}
+            else:
+                measured.append(with_receipts)
+                # A delivered and a read receipt for each message, recorded and back at the sender.
+                assert with_receipts["receipts_returned"] > 0, with_receipts
+            for phase in measured:
                 assert phase["deliveries"] > 0, (target, phase)
                 assert phase["errors"] == {}, (target, phase)
                 assert phase["loop_lag_ms"]["p99"] is not None, (target, phase)  # the probe sampled

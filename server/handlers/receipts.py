@@ -42,20 +42,9 @@ async def record_receipts(
     conversation read too. A repeated receipt is recorded once and forwarded once.
     A refused receipt (unknown message, not a recipient) does not stop the others.
     """
-
-    async def store(connection: AsyncConnection, writes: InboxWrites) -> list[ReceiptOutcome]:
-        now = services.clock()
-        outcomes = []
-        for receipt in batch:
-            try:
-                entries = await _store_receipt(connection, writes, caller, receipt, now)
-            except errors.LienError as refusal:
-                outcomes.append(ReceiptOutcome(receipt, [], refusal))
-            else:
-                outcomes.append(ReceiptOutcome(receipt, entries))
-        return outcomes
-
-    outcomes = await services.committer.run(store)
+    outcomes: list[ReceiptOutcome] = await services.committer.run_bulk(
+        _store_receipt_batches, _ReceiptBatch(services, caller, batch)
+    )
     for outcome in outcomes:
         if outcome.entries:
             services.metrics.receipts.labels(outcome.receipt.kind).inc()
@@ -63,37 +52,187 @@ async def record_receipts(
     return outcomes
 
 
-async def _store_receipt(
-    connection: AsyncConnection, writes: InboxWrites, caller: Caller, receipt: frames.Receipt, now: int
-) -> list[messages.QueuedEntry]:
-    """Check one receipt (raising before any write) and store it with its status entries."""
-    message = await messages.get_message(connection, receipt.message)
-    if message is None:
-        raise errors.UnknownMessage()
-    if message.group_id is not None:
+@dataclass(frozen=True)
+class _ReceiptBatch:
+    """One connection's receipts, recorded in their order within a shared transaction."""
+
+    services: Services
+    caller: Caller
+    receipts: list[frames.Receipt]
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """What every receipt of a transaction is checked against, read once for all of them."""
+
+    origins: dict[str, messages.MessageOrigin]
+    devices: dict[int, devices.DeviceRow]
+    """The receiving devices that were not removed, by id."""
+    joined_at: dict[tuple[str, int], int]
+    """(group id, user id) -> when that member joined, for the group messages receipted."""
+    copy_hashes: dict[tuple[str, int], set[bytes]]
+    """(message id, device id) -> hashes of the one-to-one copies stored for that device."""
+
+
+async def _store_receipt_batches(
+    connection: AsyncConnection, writes: InboxWrites, batches: list[_ReceiptBatch]
+) -> list[list[ReceiptOutcome]]:
+    """Check and record the receipts of every connection in this transaction; one outcome list per batch.
+
+    Whatever their number, the receipts of a transaction cost a handful of
+    statements together (their messages, the receiving devices, group
+    memberships, copy hashes, the devices to tell, one insert) rather than
+    seven each. Status entries and ledger records are then queued in each
+    connection's order.
+    """
+    now = batches[0].services.clock()
+    facts = await _read_facts(connection, batches)
+    checked: list[list[tuple[frames.Receipt, messages.MessageOrigin | errors.LienError]]] = [
+        [(receipt, _check(facts, batch.caller, receipt)) for receipt in batch.receipts] for batch in batches
+    ]
+    audience_users = sorted(
+        {
+            user_id
+            for batch, found in zip(batches, checked, strict=True)
+            for receipt, origin in found
+            if isinstance(origin, messages.MessageOrigin)
+            for user_id in _audience(batch.caller, receipt, origin)
+        }
+    )
+    devices_of: dict[int, list[int]] = {}
+    if audience_users:
+        for device_id, user_id in (await devices.device_ids_of(connection, audience_users)).items():
+            devices_of.setdefault(user_id, []).append(device_id)
+    rows = [
+        _row(batch.caller, receipt, origin, now)
+        for batch, found in zip(batches, checked, strict=True)
+        for receipt, origin in found
+        if isinstance(origin, messages.MessageOrigin)
+    ]
+    recorded_now = await messages.insert_receipts(connection, rows)
+    results: list[list[ReceiptOutcome]] = []
+    for batch, found in zip(batches, checked, strict=True):
+        outcomes = []
+        for receipt, origin in found:
+            if isinstance(origin, errors.LienError):
+                outcomes.append(ReceiptOutcome(receipt, [], origin))
+                continue
+            key = (origin.id, batch.caller.device_id, receipt.kind)
+            if key not in recorded_now:
+                outcomes.append(ReceiptOutcome(receipt, []))  # reported before: recorded and sent once
+                continue
+            recorded_now.discard(key)  # the same receipt twice in this transaction: the second is a repeat
+            targets = sorted(
+                {
+                    device_id
+                    for user_id in _audience(batch.caller, receipt, origin)
+                    for device_id in devices_of.get(user_id, [])
+                    if device_id != batch.caller.device_id
+                }
+            )
+            outcomes.append(
+                ReceiptOutcome(receipt, _queue(writes, batch.caller, receipt, origin, targets, now))
+            )
+        results.append(outcomes)
+    return results
+
+
+async def _read_facts(connection: AsyncConnection, batches: list[_ReceiptBatch]) -> _Facts:
+    origins = await messages.origins(
+        connection, sorted({receipt.message for batch in batches for receipt in batch.receipts})
+    )
+    device_rows = await devices.live_devices(
+        connection, sorted({batch.caller.device_id for batch in batches})
+    )
+    memberships = sorted(
+        {
+            (origin.group_id, batch.caller.user_id)
+            for batch in batches
+            for receipt in batch.receipts
+            if (origin := origins.get(receipt.message)) is not None and origin.group_id is not None
+        }
+    )
+    hash_keys = sorted(
+        {
+            (receipt.message, batch.caller.device_id)
+            for batch in batches
+            for receipt in batch.receipts
+            if receipt.message in origins
+        }
+    )
+    return _Facts(
+        origins=origins,
+        devices=device_rows,
+        joined_at=await group_store.joined_at(connection, memberships),
+        copy_hashes=await messages.copy_hashes(connection, hash_keys),
+    )
+
+
+def _check(
+    facts: _Facts, caller: Caller, receipt: frames.Receipt
+) -> messages.MessageOrigin | errors.LienError:
+    """The message a receipt stands for, or why the receipt is refused."""
+    origin = facts.origins.get(receipt.message)
+    if origin is None:
+        return errors.UnknownMessage()
+    device = facts.devices.get(caller.device_id)
+    if origin.group_id is not None:
         # Only a device that was there when the message was sent received it (a later member did not).
-        joined_at = await group_store.joined_at(connection, message.group_id, caller.user_id)
-        device = await devices.get_device(connection, caller.device_id)
+        joined_at = facts.joined_at.get((origin.group_id, caller.user_id))
         was_there = (
             joined_at is not None
-            and joined_at <= message.created_at
+            and joined_at <= origin.created_at
             and device is not None
-            and device.created_at <= message.created_at
+            and device.created_at <= origin.created_at
         )
-        is_recipient = was_there and message.sender_user_id != caller.user_id
+        is_recipient = was_there and origin.sender_user_id != caller.user_id
     else:
-        is_recipient = (
-            message.recipient_user_id == caller.user_id and message.sender_user_id != caller.user_id
-        )
+        is_recipient = origin.recipient_user_id == caller.user_id and origin.sender_user_id != caller.user_id
     # A sender's other device may also fail to open its copy, and ask the sending device to repair.
-    is_own_copy = message.sender_user_id == caller.user_id and message.sender_device_id != caller.device_id
+    is_own_copy = origin.sender_user_id == caller.user_id and origin.sender_device_id != caller.device_id
     if not (is_recipient or (receipt.kind == "decrypt-failed" and is_own_copy)):
-        raise errors.NotARecipient()
-    await _check_receipt_signature(connection, caller, receipt)
-    audience = [message.sender_user_id] + ([caller.user_id] if receipt.kind == "read" else [])
-    targets = sorted(d for d in await devices.device_ids_of(connection, audience) if d != caller.device_id)
-    row = messages.ReceiptRow(
-        message_id=message.id,
+        return errors.NotARecipient()
+    if device is None:
+        return errors.AuthenticationFailed()
+    return _check_signature(facts, device, caller, receipt, origin)
+
+
+def _check_signature(
+    facts: _Facts,
+    device: devices.DeviceRow,
+    caller: Caller,
+    receipt: frames.Receipt,
+    origin: messages.MessageOrigin,
+) -> messages.MessageOrigin | errors.LienError:
+    """The caller's device signed this receipt, over the hash of a ciphertext stored for it (§10.4)."""
+    signed = chain.receipt_signing_input(
+        message=receipt.message,
+        kind=receipt.kind,
+        ciphertext_sha256=receipt.hash,
+        device_time=receipt.at,
+        by=caller.username,
+        by_device=caller.device_id,
+    )
+    if not chain.verify_signature(device.identity_signing_key, signed, receipt.signature):
+        return errors.InvalidReceipt(
+            "The receipt's signature does not verify with this device's identity key."
+        )
+    stored = facts.copy_hashes.get((receipt.message, caller.device_id), set())
+    if receipt.hash not in stored and receipt.hash != origin.body_sha256:
+        return errors.InvalidReceipt("The receipt names a ciphertext that was never stored for this device.")
+    return origin
+
+
+def _audience(caller: Caller, receipt: frames.Receipt, origin: messages.MessageOrigin) -> list[int]:
+    """Whose devices hear of a receipt: the sender's; for ``read``, also the reader's other devices."""
+    return [origin.sender_user_id] + ([caller.user_id] if receipt.kind == "read" else [])
+
+
+def _row(
+    caller: Caller, receipt: frames.Receipt, origin: messages.MessageOrigin, now: int
+) -> messages.ReceiptRow:
+    return messages.ReceiptRow(
+        message_id=origin.id,
         device_id=caller.device_id,
         user_id=caller.user_id,
         kind=receipt.kind,
@@ -102,11 +241,20 @@ async def _store_receipt(
         device_time=receipt.at,
         signature=receipt.signature,
     )
-    if not await messages.insert_receipt(connection, row):
-        return []
+
+
+def _queue(
+    writes: InboxWrites,
+    caller: Caller,
+    receipt: frames.Receipt,
+    origin: messages.MessageOrigin,
+    targets: list[int],
+    now: int,
+) -> list[messages.QueuedEntry]:
+    """Queue a receipt just recorded: its ledger record, and a status entry for each device told."""
     writes.record(
         chain.ReceiptRecorded(
-            message=message.id,
+            message=origin.id,
             kind=receipt.kind,
             by=caller.username,
             by_device=caller.device_id,
@@ -115,13 +263,13 @@ async def _store_receipt(
             signature=receipt.signature,
             at=now,
         ),
-        message.id,
+        origin.id,
     )
 
     def build(seq: int) -> bytes:
         status = frames.Status(
             seq=seq,
-            message=message.id,
+            message=origin.id,
             kind=receipt.kind,
             by=caller.username,
             by_device=caller.device_id,
@@ -132,30 +280,7 @@ async def _store_receipt(
         )
         return encode(status)
 
-    return [writes.add(device_id, INBOX_STATUS, message.id, now, build) for device_id in targets]
-
-
-async def _check_receipt_signature(
-    connection: AsyncConnection, caller: Caller, receipt: frames.Receipt
-) -> None:
-    """The caller's device signed this receipt, over the hash of a ciphertext stored for it (§10.4)."""
-    device = await devices.get_device(connection, caller.device_id)
-    if device is None:
-        raise errors.AuthenticationFailed()
-    signed = chain.receipt_signing_input(
-        message=receipt.message,
-        kind=receipt.kind,
-        ciphertext_sha256=receipt.hash,
-        device_time=receipt.at,
-        by=caller.username,
-        by_device=caller.device_id,
-    )
-    if not chain.verify_signature(device.identity_signing_key, signed, receipt.signature):
-        raise errors.InvalidReceipt(
-            "The receipt's signature does not verify with this device's identity key."
-        )
-    if receipt.hash not in await messages.copy_hashes(connection, receipt.message, caller.device_id):
-        raise errors.InvalidReceipt("The receipt names a ciphertext that was never stored for this device.")
+    return [writes.add(device_id, INBOX_STATUS, origin.id, now, build) for device_id in targets]
 
 
 async def message_receipts(services: Services, caller: Caller, message_id: str) -> list[messages.ReceiptRow]:

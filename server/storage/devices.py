@@ -84,6 +84,14 @@ async def get_device(connection: AsyncConnection, device_id: int) -> DeviceRow |
     return None if row is None else _device_from(row)
 
 
+async def live_devices(connection: AsyncConnection, device_ids: list[int]) -> dict[int, DeviceRow]:
+    """The devices among these ids that were not removed, by id."""
+    rows = await connection.execute(
+        select(devices).where(devices.c.id.in_(device_ids), devices.c.removed_at.is_(None))
+    )
+    return {row.id: _device_from(row) for row in rows}
+
+
 async def devices_of(connection: AsyncConnection, user_ids: list[int]) -> list[DeviceRow]:
     rows = await connection.execute(
         select(devices)

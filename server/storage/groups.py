@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.storage.schema import group_events, group_members, groups, users
@@ -111,15 +112,18 @@ async def member_role(connection: AsyncConnection, group_id: str, user_id: int) 
     return None if role is None else str(role)
 
 
-async def joined_at(connection: AsyncConnection, group_id: str, user_id: int) -> int | None:
-    """When the user (last) joined the group, or None if it is not a member."""
-    result = await connection.execute(
-        select(group_members.c.joined_at).where(
-            group_members.c.group_id == group_id, group_members.c.user_id == user_id
+async def joined_at(
+    connection: AsyncConnection, memberships: Sequence[tuple[str, int]]
+) -> dict[tuple[str, int], int]:
+    """For each (group id, user id) that is a membership: when the user (last) joined the group."""
+    if not memberships:
+        return {}
+    rows = await connection.execute(
+        select(group_members.c.group_id, group_members.c.user_id, group_members.c.joined_at).where(
+            tuple_(group_members.c.group_id, group_members.c.user_id).in_(list(memberships))
         )
     )
-    joined = result.scalar_one_or_none()
-    return None if joined is None else int(joined)
+    return {(row.group_id, row.user_id): int(row.joined_at) for row in rows}
 
 
 async def member_count(connection: AsyncConnection, group_id: str) -> int:

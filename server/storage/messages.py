@@ -341,21 +341,33 @@ async def inbox_depth(connection: AsyncConnection, device_id: int) -> int:
     return int(result.scalar_one())
 
 
-async def insert_receipt(connection: AsyncConnection, receipt: ReceiptRow) -> bool:
-    """Record a receipt once; False when this device already reported this kind."""
+ReceiptKey = tuple[str, int, str]
+"""(message id, device id, kind): a device reports each kind of receipt for a message once."""
+
+
+async def insert_receipts(connection: AsyncConnection, rows: Sequence[ReceiptRow]) -> set[ReceiptKey]:
+    """Record receipts, each once; the keys of those recorded now (not reported before)."""
+    if not rows:
+        return set()
     result = await connection.execute(
-        _insert_ignoring_conflicts(connection, receipts).values(
-            message_id=receipt.message_id,
-            device_id=receipt.device_id,
-            user_id=receipt.user_id,
-            kind=receipt.kind,
-            at=receipt.at,
-            sha256=receipt.sha256,
-            device_time=receipt.device_time,
-            signature=receipt.signature,
-        )
+        _insert_ignoring_conflicts(connection, receipts).returning(
+            receipts.c.message_id, receipts.c.device_id, receipts.c.kind
+        ),
+        [
+            {
+                "message_id": row.message_id,
+                "device_id": row.device_id,
+                "user_id": row.user_id,
+                "kind": row.kind,
+                "at": row.at,
+                "sha256": row.sha256,
+                "device_time": row.device_time,
+                "signature": row.signature,
+            }
+            for row in rows
+        ],
     )
-    return bool(result.rowcount == 1)
+    return {(found.message_id, found.device_id, found.kind) for found in result}
 
 
 async def receipts_for(connection: AsyncConnection, message_id: str) -> list[ReceiptRow]:
@@ -410,16 +422,66 @@ async def insert_copy_hashes(connection: AsyncConnection, rows: Sequence[tuple[s
         )
 
 
-async def copy_hashes(connection: AsyncConnection, message_id: str, device_id: int) -> set[bytes]:
-    """The hashes of every ciphertext of this message a device may have received."""
-    rows = await connection.execute(
-        select(message_copies.c.sha256).where(
-            message_copies.c.message_id == message_id, message_copies.c.device_id == device_id
+async def copy_hashes(
+    connection: AsyncConnection, pairs: Sequence[tuple[str, int]]
+) -> dict[tuple[str, int], set[bytes]]:
+    """For each (message id, device id): the hashes of the one-to-one copies stored for that device.
+
+    A group message's one body has its hash in the message row instead
+    (:attr:`MessageOrigin.body_sha256`).
+    """
+    found: dict[tuple[str, int], set[bytes]] = {}
+    for start in range(0, len(pairs), _KEYS_PER_QUERY):
+        chunk = list(pairs[start : start + _KEYS_PER_QUERY])
+        rows = await connection.execute(
+            select(message_copies.c.message_id, message_copies.c.device_id, message_copies.c.sha256).where(
+                tuple_(message_copies.c.message_id, message_copies.c.device_id).in_(chunk)
+            )
         )
-    )
-    found = {bytes(row.sha256) for row in rows}
-    body = await connection.execute(select(messages.c.body_sha256).where(messages.c.id == message_id))
-    shared = body.scalar_one_or_none()
-    if shared is not None:
-        found.add(bytes(shared))
+        for row in rows:
+            found.setdefault((row.message_id, row.device_id), set()).add(bytes(row.sha256))
+    return found
+
+
+@dataclass(frozen=True)
+class MessageOrigin:
+    """What a receipt for a message is checked against: who sent it, to whom, when; its group body's hash."""
+
+    id: str
+    sender_user_id: int
+    sender_device_id: int
+    recipient_user_id: int | None
+    group_id: str | None
+    created_at: int
+    body_sha256: bytes | None
+
+
+_ORIGINS = select(
+    messages.c.id,
+    messages.c.sender_user_id,
+    messages.c.sender_device_id,
+    messages.c.recipient_user_id,
+    messages.c.group_id,
+    messages.c.created_at,
+    messages.c.body_sha256,
+).where(messages.c.id.in_(bindparam("message_ids", expanding=True)))
+
+
+async def origins(connection: AsyncConnection, message_ids: Sequence[str]) -> dict[str, MessageOrigin]:
+    """The origins of the messages that exist among these ids, by id (never their ciphertext)."""
+    found: dict[str, MessageOrigin] = {}
+    for start in range(0, len(message_ids), _KEYS_PER_QUERY):
+        rows = await connection.execute(
+            _ORIGINS, {"message_ids": list(message_ids[start : start + _KEYS_PER_QUERY])}
+        )
+        for row in rows:
+            found[row.id] = MessageOrigin(
+                id=row.id,
+                sender_user_id=row.sender_user_id,
+                sender_device_id=row.sender_device_id,
+                recipient_user_id=row.recipient_user_id,
+                group_id=row.group_id,
+                created_at=row.created_at,
+                body_sha256=None if row.body_sha256 is None else bytes(row.body_sha256),
+            )
     return found
