@@ -84,11 +84,14 @@ async def get_device(connection: AsyncConnection, device_id: int) -> DeviceRow |
     return None if row is None else _device_from(row)
 
 
+_LIVE_DEVICES = select(devices).where(
+    devices.c.id.in_(bindparam("device_ids", expanding=True)), devices.c.removed_at.is_(None)
+)
+
+
 async def live_devices(connection: AsyncConnection, device_ids: list[int]) -> dict[int, DeviceRow]:
-    """The devices among these ids that were not removed, by id."""
-    rows = await connection.execute(
-        select(devices).where(devices.c.id.in_(device_ids), devices.c.removed_at.is_(None))
-    )
+    """The devices among these ids that were not removed, by id (every receipt checks its device's key)."""
+    rows = await connection.execute(_LIVE_DEVICES, {"device_ids": device_ids})
     return {row.id: _device_from(row) for row in rows}
 
 

@@ -341,6 +341,14 @@ async def inbox_depth(connection: AsyncConnection, device_id: int) -> int:
     return int(result.scalar_one())
 
 
+_INSERT_RECEIPTS = {
+    dialect: insert_of(receipts)
+    .on_conflict_do_nothing()
+    .returning(receipts.c.message_id, receipts.c.device_id, receipts.c.kind)
+    for dialect, insert_of in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
+}
+"""Built once per dialect: a transaction records all its receipts with it."""
+
 ReceiptKey = tuple[str, int, str]
 """(message id, device id, kind): a device reports each kind of receipt for a message once."""
 
@@ -350,9 +358,7 @@ async def insert_receipts(connection: AsyncConnection, rows: Sequence[ReceiptRow
     if not rows:
         return set()
     result = await connection.execute(
-        _insert_ignoring_conflicts(connection, receipts).returning(
-            receipts.c.message_id, receipts.c.device_id, receipts.c.kind
-        ),
+        _INSERT_RECEIPTS[connection.dialect.name],
         [
             {
                 "message_id": row.message_id,
@@ -422,6 +428,11 @@ async def insert_copy_hashes(connection: AsyncConnection, rows: Sequence[tuple[s
         )
 
 
+_COPY_HASHES = select(message_copies.c.message_id, message_copies.c.device_id, message_copies.c.sha256).where(
+    tuple_(message_copies.c.message_id, message_copies.c.device_id).in_(bindparam("pairs", expanding=True))
+)
+
+
 async def copy_hashes(
     connection: AsyncConnection, pairs: Sequence[tuple[str, int]]
 ) -> dict[tuple[str, int], set[bytes]]:
@@ -432,12 +443,7 @@ async def copy_hashes(
     """
     found: dict[tuple[str, int], set[bytes]] = {}
     for start in range(0, len(pairs), _KEYS_PER_QUERY):
-        chunk = list(pairs[start : start + _KEYS_PER_QUERY])
-        rows = await connection.execute(
-            select(message_copies.c.message_id, message_copies.c.device_id, message_copies.c.sha256).where(
-                tuple_(message_copies.c.message_id, message_copies.c.device_id).in_(chunk)
-            )
-        )
+        rows = await connection.execute(_COPY_HASHES, {"pairs": list(pairs[start : start + _KEYS_PER_QUERY])})
         for row in rows:
             found.setdefault((row.message_id, row.device_id), set()).add(bytes(row.sha256))
     return found
