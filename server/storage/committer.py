@@ -139,17 +139,6 @@ class _HeldConnection:
         self._connection: AsyncConnection | None = None
 
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        if self._connection is None:
-            self._connection = await self._database.connect_writer()
-        try:
-            async with self._connection.begin():
-                yield self._connection
-        except BaseException:
-            await self.close()
-            raise
-
-    @contextlib.asynccontextmanager
     async def autocommit(self) -> AsyncIterator[AsyncConnection]:
         """The connection with no transaction open: each statement sent to its driver commits alone."""
         if self._connection is None:
@@ -159,6 +148,11 @@ class _HeldConnection:
         except BaseException:
             await self.close()
             raise
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        async with self.autocommit() as connection, connection.begin():
+            yield connection
 
     async def close(self) -> None:
         connection, self._connection = self._connection, None
