@@ -25,9 +25,9 @@ from server.handlers.envelopes import accept_envelopes
 from server.handlers.receipts import ReceiptOutcome, record_receipts
 from server.services import Services
 from server.settings import Settings
+from server.storage import devices, messages
 from server.storage import groups as group_store
 from server.storage import ledger as ledger_store
-from server.storage import messages
 from tests.keys import signed_receipt
 from tests.shared_commit import TIMEOUT, HeldCommitter, add_user_with_keys
 
@@ -165,3 +165,34 @@ async def test_receipts_of_several_devices_share_a_transaction_and_keep_their_ou
     assert recorded == sorted(expected)
     assert stored == expected
     assert hashlib.sha256(b"for b1").digest() == from_bob[0].receipt.hash
+
+
+async def test_the_reads_of_a_transactions_receipts_take_any_number_of_keys(services: Services) -> None:
+    """Up to 256 connections of 1,024 receipts each may meet in one transaction: no parameter limit."""
+    [(alice, _)] = await add_user_with_keys(services, "alice", 1)
+    [(bob, _)] = await add_user_with_keys(services, "bob", 1)
+    async with services.database.write() as connection:
+        await group_store.create_group(
+            connection, group_id="GCARE", name="Soins", created_by=alice.user_id, now=1
+        )
+        await group_store.add_member(connection, "GCARE", bob.user_id, "member", now=7)
+    [accepted] = await accept_envelopes(
+        services,
+        alice,
+        [frames.Send(id="m1", to="bob", copies=[frames.Copy(device=bob.device_id, body=b"c")])],
+    )
+    assert isinstance(accepted, frames.Accepted)
+    many = 40_000  # beyond SQLite's 32,766 bound variables and asyncpg's 32,767 arguments
+    async with services.database.read() as connection:
+        joined = await group_store.joined_at(
+            connection, [("GCARE", bob.user_id)] + [(f"G{n}", n) for n in range(many)]
+        )
+        owners = await devices.device_ids_of(connection, [bob.user_id, *range(10_000, 10_000 + many)])
+        hashes = await messages.copy_hashes(
+            connection, [(accepted.message, bob.device_id)] + [(f"m{n}", n) for n in range(many)]
+        )
+        origins = await messages.origins(connection, [accepted.message] + [f"m{n}" for n in range(many)])
+    assert joined == {("GCARE", bob.user_id): 7}
+    assert owners == {bob.device_id: bob.user_id}
+    assert hashes == {(accepted.message, bob.device_id): {hashlib.sha256(b"c").digest()}}
+    assert list(origins) == [accepted.message]

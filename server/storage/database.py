@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
@@ -33,6 +33,19 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 logger = logging.getLogger(__name__)
+
+KEYS_PER_QUERY = 1000
+"""Keys per lookup: a pair's two parameters each stay far below SQLite's limit of 32,766 bound
+variables and asyncpg's 32,767 arguments."""
+
+KeyT = TypeVar("KeyT")
+
+
+def in_chunks(keys: Sequence[KeyT]) -> Iterator[list[KeyT]]:
+    """``keys`` in slices of :data:`KEYS_PER_QUERY`: one lookup each, however many a client caused."""
+    for start in range(0, len(keys), KEYS_PER_QUERY):
+        yield list(keys[start : start + KEYS_PER_QUERY])
+
 
 PING_AFTER_IDLE_SECONDS = 10.0
 """A pooled PostgreSQL connection idle longer than this is pinged before use."""

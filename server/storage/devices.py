@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lien.protocol.api import DeviceRegistration, OneTimePrekey, SignedPrekey
 from server.storage import batch_pg
+from server.storage.database import in_chunks
 from server.storage.schema import devices, inbox, one_time_prekeys
 
 
@@ -104,16 +105,20 @@ async def devices_of(connection: AsyncConnection, user_ids: list[int]) -> list[D
     return [_device_from(row) for row in rows]
 
 
+_DEVICE_IDS_OF = select(devices.c.id, devices.c.user_id).where(
+    devices.c.user_id.in_(bindparam("user_ids", expanding=True)), devices.c.removed_at.is_(None)
+)
+
+
 async def device_ids_of(connection: AsyncConnection, user_ids: list[int]) -> dict[int, int]:
     """device id -> user id for the live devices of these users."""
     if connection.dialect.name == "postgresql":
         return await batch_pg.live_devices_of(await batch_pg.driver_of(connection), user_ids)
-    rows = await connection.execute(
-        select(devices.c.id, devices.c.user_id).where(
-            devices.c.user_id.in_(user_ids), devices.c.removed_at.is_(None)
-        )
-    )
-    return {row.id: row.user_id for row in rows}
+    found: dict[int, int] = {}
+    for chunk in in_chunks(user_ids):
+        rows = await connection.execute(_DEVICE_IDS_OF, {"user_ids": chunk})
+        found.update({row.id: row.user_id for row in rows})
+    return found
 
 
 async def set_signed_prekey(connection: AsyncConnection, device_id: int, prekey: SignedPrekey) -> None:

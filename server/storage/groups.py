@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, delete, func, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from server.storage.database import in_chunks
 from server.storage.schema import group_events, group_members, groups, users
 
 
@@ -112,18 +113,20 @@ async def member_role(connection: AsyncConnection, group_id: str, user_id: int) 
     return None if role is None else str(role)
 
 
+_JOINED_AT = select(group_members.c.group_id, group_members.c.user_id, group_members.c.joined_at).where(
+    tuple_(group_members.c.group_id, group_members.c.user_id).in_(bindparam("memberships", expanding=True))
+)
+
+
 async def joined_at(
     connection: AsyncConnection, memberships: Sequence[tuple[str, int]]
 ) -> dict[tuple[str, int], int]:
     """For each (group id, user id) that is a membership: when the user (last) joined the group."""
-    if not memberships:
-        return {}
-    rows = await connection.execute(
-        select(group_members.c.group_id, group_members.c.user_id, group_members.c.joined_at).where(
-            tuple_(group_members.c.group_id, group_members.c.user_id).in_(list(memberships))
-        )
-    )
-    return {(row.group_id, row.user_id): int(row.joined_at) for row in rows}
+    found: dict[tuple[str, int], int] = {}
+    for chunk in in_chunks(memberships):
+        rows = await connection.execute(_JOINED_AT, {"memberships": chunk})
+        found.update({(row.group_id, row.user_id): int(row.joined_at) for row in rows})
+    return found
 
 
 async def member_count(connection: AsyncConnection, group_id: str) -> int:

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.expression import Insert
 
 from server.storage import batch_pg
+from server.storage.database import in_chunks
 from server.storage.schema import contacts, devices, inbox, message_copies, messages, receipts, users
 
 
@@ -54,10 +55,6 @@ class ReceiptRow:
     sha256: bytes | None = None
     device_time: int | None = None
     signature: bytes | None = None
-
-
-_KEYS_PER_QUERY = 1000
-"""Pairs per lookup: two parameters each stays far below SQLite's limit of 32,766."""
 
 
 def _insert_ignoring_conflicts(connection: AsyncConnection, table: Table) -> Insert:
@@ -109,8 +106,7 @@ async def messages_by_client_ids(
 ) -> dict[tuple[int, str], StoredMessage]:
     """The stored messages for these (sender device id, client id) pairs, by pair."""
     found: dict[tuple[int, str], StoredMessage] = {}
-    for start in range(0, len(keys), _KEYS_PER_QUERY):
-        chunk = list(keys[start : start + _KEYS_PER_QUERY])
+    for chunk in in_chunks(keys):
         rows = await connection.execute(
             select(messages).where(tuple_(messages.c.sender_device_id, messages.c.client_id).in_(chunk))
         )
@@ -442,8 +438,8 @@ async def copy_hashes(
     (:attr:`MessageOrigin.body_sha256`).
     """
     found: dict[tuple[str, int], set[bytes]] = {}
-    for start in range(0, len(pairs), _KEYS_PER_QUERY):
-        rows = await connection.execute(_COPY_HASHES, {"pairs": list(pairs[start : start + _KEYS_PER_QUERY])})
+    for chunk in in_chunks(pairs):
+        rows = await connection.execute(_COPY_HASHES, {"pairs": chunk})
         for row in rows:
             found.setdefault((row.message_id, row.device_id), set()).add(bytes(row.sha256))
     return found
@@ -476,10 +472,8 @@ _ORIGINS = select(
 async def origins(connection: AsyncConnection, message_ids: Sequence[str]) -> dict[str, MessageOrigin]:
     """The origins of the messages that exist among these ids, by id (never their ciphertext)."""
     found: dict[str, MessageOrigin] = {}
-    for start in range(0, len(message_ids), _KEYS_PER_QUERY):
-        rows = await connection.execute(
-            _ORIGINS, {"message_ids": list(message_ids[start : start + _KEYS_PER_QUERY])}
-        )
+    for chunk in in_chunks(message_ids):
+        rows = await connection.execute(_ORIGINS, {"message_ids": chunk})
         for row in rows:
             found[row.id] = MessageOrigin(
                 id=row.id,
