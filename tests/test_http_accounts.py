@@ -157,6 +157,57 @@ def test_login_new_device_limits_and_foreign_device(database_url: str) -> None:
         assert {d["device"] for d in listing["devices"]} == devices
 
 
+def test_removing_a_device_asks_for_the_password_again(database_url: str) -> None:
+    """A stolen session token alone cannot sign the owner's devices out; a refusal changes nothing."""
+    with app_client(database_url) as client:
+        laptop, _ = register(client, "dr.blanc")
+        bob, _ = register(client, "bob")
+        phone = msgspec.json.decode(
+            client.post(
+                "/v1/login",
+                content=msgspec.json.encode(
+                    LoginRequest(username="dr.blanc", password=PASSWORD, device=new_device().registration)
+                ),
+            ).content,
+            type=SessionGrant,
+        )
+        path = f"/v1/devices/{laptop.device}"
+
+        def still_both_there() -> None:
+            assert client.get("/v1/me", headers=bearer(laptop.token)).status_code == 200
+            listed = client.get("/v1/devices", headers=bearer(phone.token)).json()["devices"]
+            assert {device["device"] for device in listed} == {laptop.device, phone.device}
+
+        no_body = client.request("DELETE", path, headers=bearer(phone.token))
+        assert no_body.status_code == 400 and error_code(no_body) == "invalid-request"
+        assert "password" in no_body.json()["error"]["message"]
+        still_both_there()
+
+        wrong = client.request(
+            "DELETE", path, headers=bearer(phone.token), json={"password": "not-it-at-all"}
+        )
+        assert wrong.status_code == 403 and error_code(wrong) == "invalid-password"
+        still_both_there()
+
+        # Bob's own password does not open dr.blanc's devices, nor his token hers.
+        foreign = client.request("DELETE", path, headers=bearer(bob.token), json={"password": PASSWORD})
+        assert foreign.status_code == 404 and error_code(foreign) == "unknown-device"
+        still_both_there()
+
+        removed = client.request("DELETE", path, headers=bearer(phone.token), json={"password": PASSWORD})
+        assert removed.status_code == 204
+        refused = client.get("/v1/me", headers=bearer(laptop.token))
+        assert refused.status_code == 401 and error_code(refused) == "auth-failed"
+        listed = client.get("/v1/devices", headers=bearer(phone.token)).json()["devices"]
+        assert [device["device"] for device in listed] == [phone.device]
+        again = client.request("DELETE", path, headers=bearer(phone.token), json={"password": PASSWORD})
+        assert again.status_code == 404 and error_code(again) == "unknown-device"
+        back = client.post(
+            "/v1/login", json={"username": "dr.blanc", "password": PASSWORD, "device_id": laptop.device}
+        )
+        assert back.status_code == 404 and error_code(back) == "unknown-device"
+
+
 def test_tokens_only_in_the_authorization_header(database_url: str) -> None:
     with app_client(database_url) as client:
         grant, _ = register(client, "erin")

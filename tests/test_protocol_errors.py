@@ -20,6 +20,7 @@ PINNED: dict[str, tuple[str, int, int | None]] = {
     "auth-timeout": ("AuthTimeout", 400, 4408),
     "already-authenticated": ("AlreadyAuthenticated", 400, None),
     "invalid-credentials": ("InvalidCredentials", 401, None),
+    "invalid-password": ("InvalidPassword", 403, None),
     "invalid-request": ("InvalidRequest", 400, None),
     "body-too-large": ("BodyTooLarge", 413, None),
     "not-found": ("NotFound", 404, None),

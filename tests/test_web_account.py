@@ -68,6 +68,16 @@ async def test_profile_devices_and_audit_export(browser: Browser, node: LiveNode
             await expect(devices).to_have_count(2)
             await expect(page.locator('li.device[data-current="true"] .tag')).to_have_text("Cet appareil")
             await page.get_by_role("button", name=f"Déconnecter lien-python (n° {second.device_id})").click()
+            # The account's password is asked again; a wrong one changes nothing and keeps the form open.
+            await page.get_by_label("Mot de passe de votre compte").fill("not-her-password")
+            await page.get_by_role("button", name="Confirmer la déconnexion").click()
+            await expect(page.locator(".account-section .search-status").nth(1)).to_have_text(
+                "Mot de passe incorrect : rien n’a été changé."
+            )
+            await expect(devices).to_have_count(2)
+            assert (await second.api.me()).user == "dr.morel"
+            await doctor.screenshot("15-remove-device-password")
+            await page.get_by_label("Mot de passe de votre compte").fill(PASSWORD)
             await page.get_by_role("button", name="Confirmer la déconnexion").click()
             await expect(devices).to_have_count(1)
             await expect(page.locator("li.device .name")).to_have_text("Navigateur (n° 1)")

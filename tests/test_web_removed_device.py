@@ -26,7 +26,7 @@ async def test_a_removed_browser_device_is_told_so_and_can_become_a_new_device(
     async with phone:
         listed = await phone.api.my_devices()
         [browser_device] = [device.device for device in listed.devices if device.device != phone.device_id]
-        await phone.api.remove_device(browser_device)
+        await phone.api.remove_device(browser_device, PASSWORD)
 
         # The open page is signed out at once, in plain words, back at the unlock screen.
         await expect(doctor.page.locator("p.notice")).to_have_text(re.compile("révoquée. Reconnectez-vous"))

@@ -138,6 +138,12 @@ class MyDevices(Body, frozen=True):
     devices: list[MyDevice]
 
 
+class DeviceRemoval(Body, frozen=True, kw_only=True):
+    """``DELETE /v1/devices/{id}``: the account's password again, so that a token alone cannot do it."""
+
+    password: Annotated[str, msgspec.Meta(max_length=limits.MAX_PASSWORD_CHARS)]
+
+
 class DeviceList(Body, frozen=True):
     user: str
     devices: list[DeviceIdentity]

@@ -102,6 +102,14 @@ class InvalidCredentials(LienError):
     public_message = "Wrong username or password."
 
 
+class InvalidPassword(LienError):
+    """The account's password, asked again for an action a stolen session token must not allow."""
+
+    code = "invalid-password"
+    http_status = 403
+    public_message = "The password is wrong."
+
+
 # --- accounts and requests -----------------------------------------------
 
 

@@ -14,6 +14,7 @@ from lien.protocol.api import (
     Account,
     DeviceList,
     DeviceRegistration,
+    DeviceRemoval,
     DirectoryPage,
     ErrorResponse,
     GroupCreate,
@@ -145,8 +146,9 @@ class ApiClient:
     async def my_devices(self) -> MyDevices:
         return await self._required("GET", "/v1/devices", MyDevices)
 
-    async def remove_device(self, device_id: int) -> None:
-        await self._call("DELETE", f"/v1/devices/{device_id}", None)
+    async def remove_device(self, device_id: int, password: str) -> None:
+        """Sign a device of this account out for good; the account's password is asked again."""
+        await self._call("DELETE", f"/v1/devices/{device_id}", None, DeviceRemoval(password=password))
 
     async def directory(self, **query: str | int) -> DirectoryPage:
         params = "&".join(f"{name}={quote(str(value))}" for name, value in query.items() if value != "")

@@ -165,12 +165,20 @@ async def my_devices(services: Services, caller: Caller) -> MyDevices:
     )
 
 
-async def remove_device(services: Services, caller: Caller, device_id: int) -> None:
+async def remove_device(services: Services, caller: Caller, device_id: int, password: str) -> None:
     """Sign a device of this account out for good (a lost phone): sessions, keys and inbox go.
 
-    Its sockets close, correspondents and groups learn that the device list
-    changed, and no message is addressed to it any more.
+    The account's password is checked first: a stolen session token alone
+    must not be able to sign the owner's other devices out. Then the
+    device's sockets close, correspondents and groups learn that the device
+    list changed, and no message is addressed to it any more.
     """
+    async with services.database.read() as connection:
+        user = await accounts.user_by_id(connection, caller.user_id)
+    if user is None:
+        raise errors.AuthenticationFailed()
+    if not await verify_password(user.password_hash, password):
+        raise errors.InvalidPassword()
     async with services.database.write() as connection:
         device = await devices.get_device(connection, device_id)
         if device is None or device.user_id != caller.user_id:

@@ -10,6 +10,7 @@ from starlette.routing import Route
 
 from lien.protocol import errors
 from lien.protocol.api import (
+    DeviceRemoval,
     GroupCreate,
     GroupRename,
     KeyClaim,
@@ -153,7 +154,10 @@ async def remove_device(request: Request) -> Response:
         device_id = int(request.path_params["device_id"])
     except ValueError:
         raise errors.UnknownDevice() from None
-    await accounts.remove_device(services_of(request), caller, device_id)
+    removal = await parse_optional_body(request, DeviceRemoval)
+    if removal is None:
+        raise errors.InvalidRequest('Removing a device needs the account\'s password: {"password": "..."}.')
+    await accounts.remove_device(services_of(request), caller, device_id, removal.password)
     return Response(status_code=204)
 
 

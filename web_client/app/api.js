@@ -104,9 +104,12 @@ export class Api {
     return this.call('GET', '/v1/devices');
   }
 
-  /** Sign a device of this account out for good (a lost phone): its sessions, keys and inbox go. */
-  removeDevice(deviceId) {
-    return this.call('DELETE', `/v1/devices/${encodeURIComponent(deviceId)}`);
+  /**
+   * Sign a device of this account out for good (a lost phone): its sessions, keys and inbox go.
+   * The account's password is asked again (`invalid-password` otherwise).
+   */
+  removeDevice(deviceId, password) {
+    return this.call('DELETE', `/v1/devices/${encodeURIComponent(deviceId)}`, { password });
   }
 
   // --- care-team groups (§4.6): each change answers the group as it is after it (`GroupInfo`)

@@ -28,6 +28,7 @@ export const NETWORK_ERROR = 'network';
 export const USER_MESSAGES = Object.freeze({
   // accounts and sign-in
   'invalid-credentials': 'Identifiant ou mot de passe incorrect.',
+  'invalid-password': 'Mot de passe incorrect : rien n’a été changé.',
   'username-taken': 'Cet identifiant est déjà pris : choisissez-en un autre.',
   'registration-closed': 'Ce serveur n’accepte de nouveaux comptes que sur invitation.',
   'invalid-invite': 'Ce code d’invitation est inconnu, déjà utilisé ou expiré.',

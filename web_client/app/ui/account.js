@@ -1,6 +1,7 @@
 /**
  * "Mon compte": the profile colleagues see (with the "liste rouge"), this account's devices
  * — each browser or program signed in — with a way to sign one out for good (a lost laptop),
+ * the account's password asked again,
  * and the audit export (app/ui/export.js).
  */
 import { LienError, userMessage } from '../errors.js';
@@ -115,9 +116,16 @@ export class AccountView {
     if (device.current) {
       action = h('span', { class: 'tag' }, 'Cet appareil');
     } else if (this.confirming === device.device) {
-      action = h('span', { class: 'confirm' },
-        h('button', { type: 'button', class: 'primary danger', onclick: () => this.#remove(device, name) }, 'Confirmer la déconnexion'),
+      // The password again: a session token alone (a stolen one) must not sign devices out.
+      const password = h('input', {
+        id: `remove-password-${device.device}`, type: 'password', autocomplete: 'current-password', required: true, maxlength: 1024,
+      });
+      action = h('form', { class: 'confirm', onsubmit: (event) => { event.preventDefault(); this.#remove(device, name, password.value); } },
+        h('label', { for: password.id }, 'Mot de passe de votre compte'),
+        password,
+        h('button', { type: 'submit', class: 'primary danger' }, 'Confirmer la déconnexion'),
         h('button', { type: 'button', class: 'link', onclick: () => { this.confirming = null; this.#loadDevices(); } }, 'Annuler'));
+      queueMicrotask(() => password.focus());
     } else {
       action = h('button', {
         type: 'button', class: 'secondary small', 'aria-label': `Déconnecter ${name} (n° ${device.device})`,
@@ -131,12 +139,18 @@ export class AccountView {
       action);
   }
 
-  async #remove(device, name) {
-    this.confirming = null;
+  async #remove(device, name, password) {
+    if (!password) {
+      this.devicesStatus.textContent = 'Saisissez le mot de passe de votre compte pour déconnecter cet appareil.';
+      return;
+    }
     try {
-      await this.client.api.removeDevice(device.device);
+      await this.client.api.removeDevice(device.device, password);
+      this.confirming = null;
       this.devicesStatus.textContent = `${name} est déconnecté : il ne reçoit plus aucun message.`;
     } catch (error) {
+      // A wrong password leaves the confirmation open, to try again; anything else closes it.
+      if (error?.code !== 'invalid-password') this.confirming = null;
       this.devicesStatus.textContent = userMessage(error);
     }
     await this.#loadDevices();
