@@ -8,6 +8,7 @@ once per connection).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -94,3 +95,54 @@ async def test_statement_texts_do_not_change_with_the_number_of_rows(database: D
             counts.append(prepared.scalar_one())
     assert counts[0] >= 5  # number, write, lock head, append, devices of (and this count)
     assert counts == [counts[0]] * 6
+
+
+async def _chain_is_lien_ledgers(database: Database) -> int:
+    """Check every ledger row against lien.ledger's definition (§10.2); the number of rows."""
+    async with database.read() as connection:
+        rows = (await connection.execute(select(ledger_table).order_by(ledger_table.c.seq))).all()
+        head = (await connection.execute(text("SELECT seq, hash FROM ledger_head WHERE id = 1"))).one()
+    previous = chain.GENESIS
+    for expected_seq, row in enumerate(rows, start=1):
+        assert row.seq == expected_seq
+        assert bytes(row.digest) == chain.digest(bytes(row.entry))
+        assert bytes(row.hash) == chain.chain_hash(previous, bytes(row.digest)), f"seq {row.seq}"
+        previous = bytes(row.hash)
+    assert (head.seq, bytes(head.hash)) == (len(rows), previous)
+    return len(rows)
+
+
+async def test_the_chain_is_lien_ledgers_and_gapless_when_two_nodes_append_at_once(
+    postgres_database_url: str,
+) -> None:
+    """Two writers (two nodes) race for the head: each waits for its lock and chains after the other."""
+    async with migrated(postgres_database_url) as first, migrated(postgres_database_url) as second:
+        device_ids = await add_devices(first, 4)
+
+        async def transactions(database: Database, tag: str) -> None:
+            for number in range(15):
+                async with database.write() as connection:
+                    writes = InboxWrites()
+                    queue(writes, device_ids[number % 2 :: 2], f"{tag}{number}")
+                    for _ in range(1 + number % 3):
+                        writes.record(chain.DeviceRemoved(user=tag, device=number, at=number), f"d{number}")
+                    await finish_writes(connection, writes, now=number)
+                    if number % 5 == 0:  # also the appends of sign-ins and device removals
+                        await ledger.append(connection, [(record(), "d9")], now=number)
+
+        await asyncio.gather(transactions(first, "a"), transactions(second, "b"))
+        assert await _chain_is_lien_ledgers(first) == 2 * (sum(1 + n % 3 for n in range(15)) + 3)
+
+
+async def test_a_transaction_without_ledger_entries_leaves_the_head_alone(database: Database) -> None:
+    [device_id] = await add_devices(database, 1)
+    async with database.write() as connection:
+        writes = InboxWrites()
+        queue(writes, [device_id], "quiet")
+        await finish_writes(connection, writes, now=5)
+    assert await _chain_is_lien_ledgers(database) == 0
+    async with database.write() as connection:
+        writes = InboxWrites()
+        writes.record(record(), "d1")
+        await finish_writes(connection, writes, now=6)
+    assert await _chain_is_lien_ledgers(database) == 1
