@@ -10,7 +10,7 @@ each device's envelopes reach the inboxes and the ledger in the order sent.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -20,7 +20,7 @@ from lien import ledger as chain
 from lien.protocol import errors, frames
 from lien.protocol.codec import decode_server_frame
 from server.app import create_app
-from server.handlers.envelopes import accept_envelopes
+from server.handlers.envelopes import Answers, accept_envelopes
 from server.services import Caller, Services
 from server.settings import Settings
 from server.storage import groups as group_store
@@ -277,3 +277,39 @@ async def test_an_envelope_its_devices_refuse_leaves_no_row_and_its_client_id_st
     async with services.database.read() as connection:
         for device_id in bob_devices:
             assert len(await messages.read_inbox(connection, device_id, after_seq=0, limit=10)) == 2
+
+
+async def test_accepted_is_answered_once_committed_before_the_notices_are_published(
+    services: Services,
+) -> None:
+    """Protocol §6.1: store, answer, then notify; a slow broker does not hold ``accepted`` back."""
+    [alice] = await add_user(services, "alice", 1)
+    [bob] = await add_user(services, "bob", 1)
+    release, answered_now = asyncio.Event(), asyncio.Event()
+    published: list[list[str]] = []
+    publish_many = services.broker.publish_many
+
+    async def slow_publish_many(notices: Sequence[tuple[str, bytes]]) -> None:
+        await release.wait()
+        published.append([channel for channel, _ in notices])
+        await publish_many(notices)
+
+    services.broker.publish_many = slow_publish_many  # type: ignore[method-assign]
+    answers: list[Answers] = []
+
+    def answer(given: Answers) -> None:
+        answers.append(given)
+        answered_now.set()
+
+    storing = asyncio.create_task(
+        accept_envelopes(services, alice, [send("n-1", "bob", [bob.device_id])], answer=answer)
+    )
+    async with asyncio.timeout(TIMEOUT):
+        await answered_now.wait()
+    [[accepted]] = answers
+    assert isinstance(accepted, frames.Accepted) and not accepted.duplicate
+    assert published == [] and not storing.done()  # durable and answered; the notice still waits
+    release.set()
+    async with asyncio.timeout(TIMEOUT):
+        assert await storing == [accepted]
+    assert published == [[f"lien:d:{bob.device_id}"]]

@@ -67,24 +67,35 @@ def check_envelope(send: Envelope) -> None:
         raise errors.EnvelopeTooLarge()
 
 
+Answers = list[frames.Accepted | errors.LienError]
+"""One per envelope, in order: ``accepted``, or the error that refused that envelope."""
+
+
 async def accept_envelopes(
-    services: Services, caller: Caller, sends: list[Envelope]
-) -> list[frames.Accepted | errors.LienError]:
+    services: Services,
+    caller: Caller,
+    sends: list[Envelope],
+    *,
+    answer: Callable[[Answers], None] | None = None,
+) -> Answers:
     """Store envelopes from one device, in the order given, in one transaction.
 
     Each is stored for every addressed device and is idempotent on (device,
     client message id). The answer list matches ``sends``: ``accepted`` or the
-    error that refused that envelope (the others are unaffected).
+    error that refused that envelope (the others are unaffected). ``answer``,
+    when given, receives that list as soon as the transaction has committed,
+    before the recipients' nodes are notified (protocol §6.1: store, answer,
+    then notify), so that ``accepted`` does not wait for the broker.
     """
-    answers: list[frames.Accepted | errors.LienError | None] = []
+    refused_early: list[errors.LienError | None] = []
     checked: list[Envelope] = []
     for send in sends:
         try:
             check_envelope(send)
         except errors.LienError as refusal:
-            answers.append(refusal)
+            refused_early.append(refusal)
         else:
-            answers.append(None)
+            refused_early.append(None)
             checked.append(send)
 
     stored: list[Stored | errors.LienError] = []
@@ -92,11 +103,11 @@ async def accept_envelopes(
         stored = await services.committer.run_bulk(_store_batches, _DeviceBatch(services, caller, checked))
     outcomes = iter(stored)
     announced: list[messages.QueuedEntry] = []
-    results: list[frames.Accepted | errors.LienError] = []
+    results: Answers = []
     accepted = 0
-    for send, answer in zip(sends, answers, strict=True):
-        if answer is not None:
-            results.append(answer)
+    for send, early in zip(sends, refused_early, strict=True):
+        if early is not None:
+            results.append(early)
             continue
         outcome = next(outcomes)
         if isinstance(outcome, errors.LienError):
@@ -120,6 +131,8 @@ async def accept_envelopes(
             )
         )
     services.metrics.messages_accepted.inc(accepted)
+    if answer is not None:
+        answer(results)
     await announce(services, announced)
     return results
 

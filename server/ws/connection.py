@@ -390,19 +390,29 @@ class DeviceConnection:
                 self._refuse_for_rate(refused, grant.retry_after)
                 if not batch:
                     continue
+            answered = False
+
+            def answer(
+                answers: envelopes.Answers, batch: list[envelopes.Envelope] = batch, arrived: float = arrived
+            ) -> None:
+                nonlocal answered
+                answered = True
+                self.services.metrics.accept_seconds.observe(loop.time() - arrived)
+                for send, outcome in zip(batch, answers, strict=True):
+                    if isinstance(outcome, errors.LienError):
+                        self._report(outcome, send.id)
+                    else:
+                        self._push(outcome)
+
             try:
-                answers = await envelopes.accept_envelopes(self.services, caller, batch)
+                # Answered once committed, before the notices go out; the next batch waits for them.
+                await envelopes.accept_envelopes(self.services, caller, batch, answer=answer)
             except Exception:
                 self.log.exception("storing %d envelopes failed", len(batch))
-                answers = [errors.InternalError()] * len(batch)
+                if not answered:
+                    answer([errors.InternalError()] * len(batch))
             finally:
                 self._sends_in_flight -= len(batch)
-            self.services.metrics.accept_seconds.observe(loop.time() - arrived)
-            for send, answer in zip(batch, answers, strict=True):
-                if isinstance(answer, errors.LienError):
-                    self._report(answer, send.id)
-                else:
-                    self._push(answer)
 
     def _refuse_for_rate(self, sends: list[envelopes.Envelope], retry_after: float) -> None:
         self._sends_in_flight -= len(sends)
