@@ -634,14 +634,12 @@ async def main_async(arguments: argparse.Namespace) -> dict[str, Any]:
             if arguments.barrier:
                 await _wait_for_go(phase)
             kind, _, value = phase.partition(":")
-            if kind == "rate":
-                offered = float(value or arguments.rate) / arguments.rate_divisor
-                results["phases"].append(await run.rate(offered, phase))
-            elif kind == "receipts" and arguments.target == "baseline":
+            if kind == "receipts" and arguments.target == "baseline":
                 results["phases"].append({"phase": phase, "skipped": "the relay has no receipts"})
-            elif kind == "receipts":
+            elif kind in ("rate", "receipts"):
                 offered = float(value or arguments.rate) / arguments.rate_divisor
-                results["phases"].append(await run.rate(offered, phase, RECEIPTS_ANSWERED))
+                answer_with = RECEIPTS_ANSWERED if kind == "receipts" else ()
+                results["phases"].append(await run.rate(offered, phase, answer_with))
             elif kind in ("pairs", "groups"):
                 results["phases"].append(await getattr(run, kind)())
             else:
