@@ -42,6 +42,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from server import collector
+from server.cli import WEBSOCKET_OPTIONS
 
 logger = logging.getLogger(__name__)
 
@@ -301,7 +302,7 @@ def main() -> None:
     parser.add_argument("--redis-url", required=True)
     arguments = parser.parse_args()
     logging.basicConfig(level="WARNING")
-    # The same server and collector settings as `lien serve` (server/cli.py), so the transport
+    # The same WebSocket and collector settings as `lien serve` (server/cli.py), so the transport
     # costs the same and neither pauses longer for garbage.
     app = create_app(arguments.redis_url)
     collector.settle_for_serving()
@@ -310,9 +311,7 @@ def main() -> None:
         host=arguments.host,
         port=arguments.port,
         log_level="warning",
-        ws_max_size=4 * 1_048_576,
-        ws_ping_interval=20.0,
-        ws_ping_timeout=20.0,
+        **WEBSOCKET_OPTIONS,
         timeout_graceful_shutdown=5,
         server_header=False,
     )

@@ -1,13 +1,16 @@
 """``make bench-capacity``: idle authenticated devices one Lien node holds, and memory per connection.
 
-    python -m loadtests.capacity [--devices 19000] [--clients 2] [--out-dir loadtests/results]
+    python -m loadtests.capacity [--devices 19000] [--clients 2] [--compression deflate|none]
+                                 [--out-dir loadtests/results]
 
 Starts Redis, a fresh PostgreSQL database and ONE ``lien serve`` node; writes
 the devices (real identity keys and signed prekeys) and a session token for
 each straight into the database through ``server.storage`` (registering them
 through the API would hash 19,000 passwords with argon2id, most of an hour
 on two cores); then ``--clients`` processes (``loadtests/idle_clients.py``)
-each open their share of the sockets, authenticate, and stay idle. The node's
+each open their share of the sockets, authenticate, and stay idle; they
+offer permessage-deflate as browsers and the SDK do (``--compression none``:
+not), so what a node keeps per socket is what real clients cost it. The node's
 RSS is read from /proc before the first connection and once every device is
 connected and has been idle for a while. Writes ``<date>-capacity.md`` and
 ``.json``. Everything binds to 127.0.0.1; processes are stopped by pid.
@@ -111,19 +114,20 @@ def measure(arguments: argparse.Namespace, workdir: Path, kind: str) -> dict[str
         for part in range(arguments.clients):
             argv = [
                 sys.executable, "-m", "loadtests.idle_clients", "--url", url, "--tokens", str(token_file),
-                "--part", f"{part}/{arguments.clients}",
+                "--part", f"{part}/{arguments.clients}", "--compression", arguments.compression,
             ]  # fmt: skip
             clients.append(subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE))
-        authenticated = failed = 0
+        authenticated = failed = compressed = 0
         failure_reasons: collections.Counter[str] = collections.Counter()
         for client in clients:
             assert client.stdout is not None
             for raw in client.stdout:
                 line = raw.decode().strip()
                 if line.startswith("@@ready "):
-                    ok, ko, why = line.split(maxsplit=3)[1:]
+                    ok, ko, deflated, why = line.split(maxsplit=4)[1:]
                     authenticated += int(ok)
                     failed += int(ko)
+                    compressed += int(deflated)
                     failure_reasons.update(json.loads(why))
                     break
         connect_s = time.monotonic() - started
@@ -145,6 +149,8 @@ def measure(arguments: argparse.Namespace, workdir: Path, kind: str) -> dict[str
             "authenticated": authenticated,
             "failures": failed,
             "failure_reasons": dict(failure_reasons),
+            "compression_offered": arguments.compression,
+            "compressed_sockets": compressed,
             "node_sockets": after.sockets,
             "connections_held": held,
             "rss_before_mib": before.rss_kib / 1024,
@@ -172,6 +178,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=19000)
     parser.add_argument("--clients", type=int, default=2, help="client processes (each under the fd limit)")
+    parser.add_argument(
+        "--compression",
+        choices=["deflate", "none"],
+        default="deflate",
+        help="whether the idle clients offer permessage-deflate (browsers and the SDK do)",
+    )
     parser.add_argument("--settle", type=float, default=10.0, help="seconds of quiet before each RSS reading")
     parser.add_argument("--idle", type=float, default=30.0, help="seconds of idle measured at the end")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)

@@ -1,11 +1,14 @@
 """Hold many idle, authenticated device sockets open (the client side of ``make bench-capacity``).
 
     python -m loadtests.idle_clients --url http://127.0.0.1:8001 --tokens tokens.txt --part 0/2
+                                     [--compression deflate|none]
 
 Takes its share of the tokens file (one session token per line), opens one
 WebSocket per token, sends ``auth`` (protocol core: ``ClientProtocol.auth``)
-and waits for ``ready``; then prints ``@@ready <authenticated> <failed> <why>``
-(``why``: JSON, failures counted by exception type or error code) and
+and waits for ``ready``; then prints ``@@ready <authenticated> <failed>
+<compressed> <why>`` (``compressed``: sockets on which the server accepted
+permessage-deflate; ``why``: JSON, failures counted by exception type or error
+code) and
 keeps every socket open (answering the server's pings) until stdin closes or
 the process is told to stop (SIGTERM), when it drops them all at once.
 """
@@ -39,13 +42,18 @@ async def drain(ws: ClientConnection) -> None:
 
 
 async def hold(
-    url: str, token: str, gate: asyncio.Semaphore, readers: list[asyncio.Task[None]]
+    url: str,
+    token: str,
+    gate: asyncio.Semaphore,
+    readers: list[asyncio.Task[None]],
+    compression: str | None,
+    compressed: list[bool],
 ) -> str | None:
     """Open, authenticate and keep one socket; None, or why it failed (an error code or exception type)."""
     async with gate:
         try:
             ws = await connect(
-                url, compression=None, ping_interval=None, open_timeout=OPEN_TIMEOUT_S, max_queue=4
+                url, compression=compression, ping_interval=None, open_timeout=OPEN_TIMEOUT_S, max_queue=4
             )
             await ws.send(ClientProtocol().auth(token), text=True)
             async with asyncio.timeout(OPEN_TIMEOUT_S):
@@ -54,6 +62,7 @@ async def hold(
                 ):
                     if isinstance(frame, frames.Error):
                         return f"error frame {frame.code}"
+            compressed.append(bool(ws.protocol.extensions))
         except Exception as exc:
             return type(exc).__name__
     readers.append(asyncio.create_task(drain(ws)))
@@ -67,11 +76,12 @@ async def main_async(arguments: argparse.Namespace) -> None:
     url = arguments.url.replace("http", "ws", 1) + "/ws"
     gate = asyncio.Semaphore(CONCURRENT_OPENINGS)
     readers: list[asyncio.Task[None]] = []
-    failures = collections.Counter(
-        why for why in await asyncio.gather(*(hold(url, token, gate, readers) for token in mine)) if why
-    )
+    compressed: list[bool] = []
+    compression = None if arguments.compression == "none" else arguments.compression
+    held = [hold(url, token, gate, readers, compression, compressed) for token in mine]
+    failures = collections.Counter(why for why in await asyncio.gather(*held) if why)
     failed = sum(failures.values())
-    print(f"@@ready {len(mine) - failed} {failed} {json.dumps(dict(failures))}", flush=True)
+    print(f"@@ready {len(mine) - failed} {failed} {sum(compressed)} {json.dumps(dict(failures))}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -86,6 +96,12 @@ def main() -> int:
     parser.add_argument("--url", required=True)
     parser.add_argument("--tokens", type=__import__("pathlib").Path, required=True)
     parser.add_argument("--part", default="0/1", help="i/n: take every n-th token from the i-th")
+    parser.add_argument(
+        "--compression",
+        choices=["deflate", "none"],
+        default="deflate",
+        help="offer permessage-deflate, as browsers and the SDK do (default), or not",
+    )
     arguments = parser.parse_args()
     with contextlib.suppress(ImportError):
         import uvloop

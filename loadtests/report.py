@@ -343,6 +343,14 @@ def _connect_cpu_row(result: dict[str, Any]) -> list[str]:
     ]
 
 
+def _compression_row(result: dict[str, Any]) -> list[str]:
+    """Whether the clients offered permessage-deflate, and on how many sockets the node took it (if known)."""
+    if "compression_offered" not in result:
+        return []
+    offered = "offered (as browsers do)" if result["compression_offered"] == "deflate" else "not offered"
+    return [f"| permessage-deflate: {offered}; sockets compressed | {result['compressed_sockets']:,} |"]
+
+
 def capacity_markdown(context: dict[str, Any], result: dict[str, Any]) -> str:
     met = (
         min(result["authenticated"], result["connections_held"]) >= 19000
@@ -369,6 +377,7 @@ def capacity_markdown(context: dict[str, Any], result: dict[str, Any]) -> str:
         f"| devices asked for | {result['devices']:,} |",
         f"| authenticated and idle (`ready` received) | {result['authenticated']:,} |",
         f"| failures | {result['failures']:,}{_reasons(result)} |",
+        *_compression_row(result),
         f"| client sockets the node still holds after {result['idle_s']:.0f} s idle | "
         f"{result['connections_held']:,} |",
         f"| node RSS before connections (MiB) | {result['rss_before_mib']:,.1f} |",

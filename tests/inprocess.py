@@ -24,6 +24,7 @@ from websockets.exceptions import ConnectionClosed
 from lien.protocol import codec, frames, limits
 from lien.protocol.api import Profile, RegisterRequest, SessionGrant
 from server.app import create_app
+from server.cli import WEBSOCKET_OPTIONS
 from server.settings import Settings
 from tests.keys import TestDevice, new_device
 
@@ -46,7 +47,7 @@ async def serving(settings: Settings, *, port: int = 0) -> AsyncIterator[str]:
         host="127.0.0.1",
         port=port,
         log_level="warning",
-        ws_max_size=limits.TRANSPORT_MAX_FRAME_BYTES,
+        **WEBSOCKET_OPTIONS,
         lifespan="on",
     )
     server = uvicorn.Server(config)

@@ -78,3 +78,42 @@ def test_the_rate_sweep_names_the_highest_rate_each_system_kept_in_bound() -> No
         "Highest offered rate of this run with p99 ≤ 50 ms and no error: Lien 1,000/s, baseline 2,000/s."
     )
     assert report.rate_sweep_markdown({"lien": {"rate": row("rate", 1.0)}}, settings) == []
+
+
+def test_the_capacity_report_says_whether_clients_offered_compression() -> None:
+    context = {
+        "started": "2026-12-07 07:00 UTC",
+        "command": "make bench-capacity",
+        "commit": "abc1234",
+        "elapsed_s": 300,
+        "cores": 2,
+        "cpu": "AMD EPYC",
+        "nofile": 20000,
+        "load_before": [0.1, 0.2, 0.3],
+    }
+    result: dict[str, Any] = {
+        "devices": 19000,
+        "client_processes": 2,
+        "authenticated": 19000,
+        "failures": 0,
+        "failure_reasons": {},
+        "compression_offered": "deflate",
+        "compressed_sockets": 0,
+        "connections_held": 19000,
+        "rss_before_mib": 90.0,
+        "rss_after_mib": 530.0,
+        "peak_rss_mib": 531.0,
+        "kib_per_connection": 23.7,
+        "connect_s": 60.0,
+        "connect_cpu_s": 50.0,
+        "idle_s": 30.0,
+        "idle_cpu_share": 0.1,
+    }
+    page = report.capacity_markdown(context, result)
+    assert "| permessage-deflate: offered (as browsers do); sockets compressed | 0 |" in page
+    assert "**met**" in page
+
+    result["compression_offered"], result["compressed_sockets"] = "none", 0
+    assert "permessage-deflate: not offered" in report.capacity_markdown(context, result)
+    del result["compression_offered"], result["compressed_sockets"]  # a report from before the option
+    assert "permessage-deflate" not in report.capacity_markdown(context, result)

@@ -389,3 +389,22 @@ async def test_each_batch_of_sends_is_timed_from_arrival_to_answer(node: Node) -
         await ws.send(frames.Send(id="k-2", to="bob", copies=await copies_for(node, alice.token, "alice")))
         assert (await ws.receive_until(frames.Error)).code == "devices-mismatch"
     assert await batches_timed() == 2
+
+
+async def test_the_server_declines_the_compression_browsers_offer(node: Node) -> None:
+    """Browsers always offer permessage-deflate; a node keeps no zlib state per socket (protocol §2.2)."""
+    alice, _ = await register(node.http, "alice")
+    bob, _ = await register(node.http, "bob")
+    async with node.socket() as alice_ws, node.socket() as bob_ws:
+        for ws in (alice_ws, bob_ws):
+            offered = ws.socket.request.headers.get("Sec-WebSocket-Extensions") if ws.socket.request else None
+            assert offered is not None and "permessage-deflate" in offered
+            assert ws.socket.response is not None
+            assert "Sec-WebSocket-Extensions" not in ws.socket.response.headers
+            assert ws.socket.protocol.extensions == []
+        await alice_ws.authenticate(alice.token)
+        await bob_ws.authenticate(bob.token)
+        copies = await copies_for(node, alice.token, "bob")
+        await alice_ws.send(frames.Send(id="uncompressed", to="bob", copies=copies))
+        await alice_ws.receive_until(frames.Accepted)
+        assert (await bob_ws.receive_until(frames.Deliver)).body == copies[0].body

@@ -130,8 +130,13 @@ class Link:
         while not self._closed:
             url = self._urls[self._url_index % len(self._urls)]
             try:
+                # compression=None: the server does not compress (docs/protocol.md §2.2), no need to ask.
                 async with websockets.connect(
-                    ws_url(url), max_size=limits.MAX_FRAME_BYTES, open_timeout=10, ping_interval=20
+                    ws_url(url),
+                    compression=None,
+                    max_size=limits.MAX_FRAME_BYTES,
+                    open_timeout=10,
+                    ping_interval=20,
                 ) as socket:
                     self._socket = socket
                     token = self._token()
