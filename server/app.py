@@ -20,7 +20,7 @@ from server.http.common import on_http_exception, on_lien_error, on_unexpected
 from server.ledger_signer import LedgerSigner, load_or_create_key
 from server.metrics import Metrics
 from server.presence import make_presence
-from server.ratelimit import make_rate_limiter
+from server.ratelimit import make_password_limiter, make_rate_limiter
 from server.retention import Policy, RetentionTask
 from server.services import Services, now_ms
 from server.settings import Settings
@@ -86,6 +86,7 @@ def create_app(settings: Settings) -> LienApp:
             rate_limiter=make_rate_limiter(
                 settings.redis_url, rate=settings.message_rate, burst=settings.message_burst
             ),
+            password_limiter=make_password_limiter(settings.redis_url),
         )
         committer.on_batch = services.metrics.commit_batch.observe
         services.metrics.gc_pauses.install()
@@ -117,6 +118,7 @@ def create_app(settings: Settings) -> LienApp:
             await signer.close()
             await retention_task.close()
             await services.rate_limiter.close()
+            await services.password_limiter.close()
             await committer.close()
             await presence.close()
             await broker.close()

@@ -1,5 +1,8 @@
 """Fair use: a token bucket of messages per account, shared by every node (docs/protocol.md §6.10).
 
+The same buckets, keyed by username and without leases, bound the password
+attempts on each account (sign-in, device removal; protocol §4.4).
+
 Each account may send ``rate`` messages per second on average and ``burst`` at
 once. With Redis the bucket lives there (one Lua script, atomic, on Redis's own
 clock), so the limit holds across nodes; without Redis it lives in the
@@ -27,6 +30,7 @@ from typing import Protocol
 
 from redis.asyncio import Redis
 
+from lien.protocol import limits
 from server.broker.pipelined import PipelinedCommands
 from server.broker.redis import UNREACHABLE, make_command_client
 
@@ -41,8 +45,15 @@ class Grant:
     """Seconds until the next one may go; 0 when all were granted."""
 
 
+Key = int | str
+"""What a bucket counts for: an account id (messages) or a username (password attempts)."""
+
+
 class RateLimiter(Protocol):
-    async def take(self, account_id: int, count: int) -> Grant: ...
+    async def take(self, key: Key, count: int) -> Grant: ...
+
+    async def give_back(self, key: Key, count: int) -> None:
+        """Return tokens taken for attempts that turned out not to count (a right password)."""
 
     async def close(self) -> None: ...
 
@@ -51,27 +62,33 @@ class InMemoryRateLimiter:
     def __init__(self, *, rate: float, burst: int) -> None:
         self._rate = rate
         self._burst = burst
-        self._buckets: dict[int, tuple[float, float]] = {}
+        self._buckets: dict[Key, tuple[float, float]] = {}
 
-    async def take(self, account_id: int, count: int) -> Grant:
+    async def take(self, key: Key, count: int) -> Grant:
         now = time.monotonic()
-        tokens, updated = self._buckets.get(account_id, (float(self._burst), now))
+        tokens, updated = self._buckets.get(key, (float(self._burst), now))
         tokens = min(float(self._burst), tokens + (now - updated) * self._rate)
         granted = min(count, math.floor(tokens))
         tokens -= granted
-        self._buckets[account_id] = (tokens, now)
+        self._buckets[key] = (tokens, now)
         if len(self._buckets) > 100_000:
             self._forget_full(now)
         return Grant(granted, 0.0 if granted == count else (1 - tokens) / self._rate)
 
+    async def give_back(self, key: Key, count: int) -> None:
+        bucket = self._buckets.get(key)
+        if bucket is not None:
+            tokens, updated = bucket
+            self._buckets[key] = (min(float(self._burst), tokens + count), updated)
+
     def _forget_full(self, now: float) -> None:
         full = [
-            account
-            for account, (tokens, updated) in self._buckets.items()
+            key
+            for key, (tokens, updated) in self._buckets.items()
             if tokens + (now - updated) * self._rate >= self._burst
         ]
-        for account in full:
-            del self._buckets[account]
+        for key in full:
+            del self._buckets[key]
 
     async def close(self) -> None:
         self._buckets.clear()
@@ -94,6 +111,14 @@ redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
 local wait = 0
 if granted < want then wait = math.ceil((1 - tokens) / rate * 1000) end
 return {granted, wait}
+"""
+
+
+_GIVE_BACK = """
+local tokens = tonumber(redis.call('HGET', KEYS[1], 'tokens'))
+if tokens == nil then return 0 end
+redis.call('HSET', KEYS[1], 'tokens', tostring(math.min(tonumber(ARGV[1]), tokens + tonumber(ARGV[2]))))
+return 1
 """
 
 
@@ -121,27 +146,35 @@ class _Lease:
 
 class RedisRateLimiter:
     def __init__(
-        self, url: str, *, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
+        self,
+        url: str,
+        *,
+        rate: float,
+        burst: int,
+        clock: Callable[[], float] = time.monotonic,
+        prefix: str = "lien:rate",
+        lease: bool = True,
     ) -> None:
         self._client: Redis = make_command_client(url)
         self._rate = rate
         self._burst = burst
-        self._extra = lease_size(rate, burst)
-        self._leases: dict[int, _Lease] = {}
+        self._prefix = prefix
+        self._extra = lease_size(rate, burst) if lease else 0
+        self._leases: dict[Key, _Lease] = {}
         self._swept_at = -math.inf
         self._clock = clock
         # Takes of every connection of the node that arrive together share a round trip. EVAL, not
         # EVALSHA: Redis keeps the compiled script by its hash, and a pipeline never meets NOSCRIPT.
         self._commands = PipelinedCommands(self._client)
 
-    async def take(self, account_id: int, count: int) -> Grant:
-        leased = self._spend_lease(account_id, count)
+    async def take(self, key: Key, count: int) -> Grant:
+        leased = self._spend_lease(key, count)
         if leased == count:
             return Grant(count, 0.0)
         needed = count - leased
         try:
             [reply] = await self._commands.execute(
-                [("EVAL", _TAKE, 1, f"lien:rate:{account_id}", self._rate, self._burst, needed + self._extra)]
+                [("EVAL", _TAKE, 1, f"{self._prefix}:{key}", self._rate, self._burst, needed + self._extra)]
             )
         except UNREACHABLE:
             logger.warning("rate limiter: Redis unreachable; letting messages through")
@@ -152,33 +185,44 @@ class RedisRateLimiter:
         granted, wait_ms = int(reply[0]), int(reply[1])
         if granted < needed:
             return Grant(leased + granted, wait_ms / 1000)
-        self._keep_lease(account_id, granted - needed)
+        self._keep_lease(key, granted - needed)
         return Grant(count, 0.0)
 
-    def _spend_lease(self, account_id: int, count: int) -> int:
-        """Tokens of the account's lease spent on ``count`` sends (all it holds, at most ``count``)."""
-        lease = self._leases.get(account_id)
+    async def give_back(self, key: Key, count: int) -> None:
+        try:
+            [reply] = await self._commands.execute(
+                [("EVAL", _GIVE_BACK, 1, f"{self._prefix}:{key}", self._burst, count)]
+            )
+        except UNREACHABLE:
+            logger.warning("rate limiter: Redis unreachable; tokens not given back")
+            return
+        if isinstance(reply, Exception):
+            logger.warning("rate limiter: Redis refused the script (%s); tokens not given back", reply)
+
+    def _spend_lease(self, key: Key, count: int) -> int:
+        """Tokens of the bucket's lease spent on ``count`` takes (all it holds, at most ``count``)."""
+        lease = self._leases.get(key)
         if lease is None:
             return 0
         if lease.until <= self._clock():
-            del self._leases[account_id]
+            del self._leases[key]
             return 0
         spent = min(count, lease.tokens)
         lease.tokens -= spent
         if lease.tokens == 0:
-            del self._leases[account_id]
+            del self._leases[key]
         return spent
 
-    def _keep_lease(self, account_id: int, spare: int) -> None:
+    def _keep_lease(self, key: Key, spare: int) -> None:
         if spare <= 0:
             return
         now = self._clock()
         if len(self._leases) >= _MAX_LEASES and now - self._swept_at >= LEASE_SECONDS:
             self._swept_at = now
-            self._leases = {account: lease for account, lease in self._leases.items() if lease.until > now}
-        lease = self._leases.get(account_id)
+            self._leases = {key: lease for key, lease in self._leases.items() if lease.until > now}
+        lease = self._leases.get(key)
         if lease is None or lease.until <= now:
-            self._leases[account_id] = _Lease(spare, now + LEASE_SECONDS)
+            self._leases[key] = _Lease(spare, now + LEASE_SECONDS)
         else:
             lease.tokens += spare
 
@@ -191,3 +235,20 @@ def make_rate_limiter(redis_url: str | None, *, rate: float, burst: int) -> Rate
     if redis_url:
         return RedisRateLimiter(redis_url, rate=rate, burst=burst)
     return InMemoryRateLimiter(rate=rate, burst=burst)
+
+
+def make_password_limiter(redis_url: str | None) -> RateLimiter:
+    """Password attempts per username: ``PASSWORD_ATTEMPTS_BURST`` wrong ones, then one a minute.
+
+    An attempt is taken before the password is hashed, whether the username
+    exists or not (the answer must not tell), and given back when the
+    password was right: guessing costs the guesser time, and the node no
+    argon2id work once the bucket is empty. No lease: a node must not hold
+    attempts ahead.
+    """
+    rate = 1 / limits.PASSWORD_ATTEMPT_REFILL_SECONDS
+    if redis_url:
+        return RedisRateLimiter(
+            redis_url, rate=rate, burst=limits.PASSWORD_ATTEMPTS_BURST, prefix="lien:password", lease=False
+        )
+    return InMemoryRateLimiter(rate=rate, burst=limits.PASSWORD_ATTEMPTS_BURST)

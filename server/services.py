@@ -47,6 +47,8 @@ class Services:
     hub: Hub
     signer: LedgerSigner
     rate_limiter: RateLimiter
+    password_limiter: RateLimiter
+    """Password attempts per username (sign-in, device removal): protocol §4.4."""
     clock: Callable[[], int] = now_ms
     user_ids: dict[str, int] = field(default_factory=dict)
     """username -> user id; usernames never change, so entries never go stale."""

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 
 import lien
 from lien.protocol import frames
-from server.ratelimit import LEASE_SECONDS, Grant, RedisRateLimiter, lease_size
+from server.ratelimit import LEASE_SECONDS, Grant, InMemoryRateLimiter, RedisRateLimiter, lease_size
 from server.settings import Settings
 from tests.inprocess import PASSWORD, FrameSocket, frame_socket, register, serving
 from tests.redis_server import RedisProcess
@@ -233,3 +233,45 @@ async def test_a_partial_grant_counts_the_lease_and_what_the_bucket_had_left(
         assert (await limiter.take(9, 1)).granted == 0  # nothing leased, nothing left
     finally:
         await limiter.close()
+
+
+async def test_password_attempts_are_shared_by_every_node_and_right_ones_given_back(
+    redis_process: RedisProcess,
+) -> None:
+    """The password bucket (by username, no lease) as two nodes see it through Redis."""
+    nodes = [
+        RedisRateLimiter(redis_process.url, rate=0.001, burst=3, prefix="lien:password", lease=False)
+        for _ in range(2)
+    ]
+    try:
+        assert [(await nodes[n % 2].take("dr.blanc", 1)).granted for n in range(3)] == [1, 1, 1]
+        refused = await nodes[1].take("dr.blanc", 1)
+        assert refused.granted == 0 and refused.retry_after > 0
+        assert (await nodes[0].take("bob", 1)).granted == 1  # another account is untouched
+        await nodes[0].give_back("dr.blanc", 1)  # the owner typed it right on node 1
+        assert (await nodes[1].take("dr.blanc", 1)).granted == 1  # node 2 sees it given back
+        await nodes[0].give_back("dr.blanc", 5)
+        assert [(await nodes[0].take("dr.blanc", 1)).granted for _ in range(4)] == [
+            1,
+            1,
+            1,
+            0,
+        ]  # never past the burst
+        await nodes[0].give_back("nobody", 1)  # nothing taken, nothing to give back
+        client = Redis.from_url(redis_process.url)
+        try:
+            assert await client.exists("lien:password:nobody") == 0
+            assert await client.exists("lien:rate:dr.blanc") == 0  # not the message buckets' keys
+        finally:
+            await client.aclose()
+    finally:
+        for node in nodes:
+            await node.close()
+
+
+async def test_the_in_process_buckets_give_back_up_to_the_burst() -> None:
+    limiter = InMemoryRateLimiter(rate=0.001, burst=2)
+    assert (await limiter.take("dr.blanc", 2)).granted == 2
+    assert (await limiter.take("dr.blanc", 1)).granted == 0
+    await limiter.give_back("dr.blanc", 5)
+    assert (await limiter.take("dr.blanc", 3)).granted == 2

@@ -208,6 +208,55 @@ def test_removing_a_device_asks_for_the_password_again(database_url: str) -> Non
         assert back.status_code == 404 and error_code(back) == "unknown-device"
 
 
+def test_password_guesses_are_limited_per_account(database_url: str) -> None:
+    """PASSWORD_ATTEMPTS_BURST wrong passwords, then rate-limited before any hashing (protocol §4.4)."""
+    from lien.protocol import limits
+
+    with app_client(database_url) as client:
+        alice, _ = register(client, "alice")
+        register(client, "bob")
+
+        def login(username: str, password: str):  # type: ignore[no-untyped-def]
+            return client.post(
+                "/v1/login", json={"username": username, "password": password, "device_id": alice.device}
+            )
+
+        # Right passwords are given back: they never use the account's attempts up.
+        for _ in range(limits.PASSWORD_ATTEMPTS_BURST + 2):
+            assert login("alice", PASSWORD).status_code == 200
+        for _ in range(limits.PASSWORD_ATTEMPTS_BURST):
+            wrong = login("alice", "a wrong guess")
+            assert wrong.status_code == 401 and error_code(wrong) == "invalid-credentials"
+        for password in ("another guess", PASSWORD):  # now even the right one waits
+            limited = login("alice", password)
+            assert limited.status_code == 429 and error_code(limited) == "rate-limited"
+            retry_after = limited.json()["error"]["retry_after"]
+            assert 0 < retry_after <= limits.PASSWORD_ATTEMPT_REFILL_SECONDS
+            assert 1 <= int(limited.headers["retry-after"]) <= limits.PASSWORD_ATTEMPT_REFILL_SECONDS
+        # Removing a device checks the same password: it spends the same attempts.
+        removal = client.request(
+            "DELETE", f"/v1/devices/{alice.device}", headers=bearer(alice.token), json={"password": PASSWORD}
+        )
+        assert removal.status_code == 429 and error_code(removal) == "rate-limited"
+        assert client.get("/v1/me", headers=bearer(alice.token)).status_code == 200  # sessions stay
+
+        # Another account is untouched; an unknown name is answered like a real one.
+        bob_wrong = client.post(
+            "/v1/login", json={"username": "bob", "password": "a wrong guess", "device_id": 1}
+        )
+        assert bob_wrong.status_code == 401 and error_code(bob_wrong) == "invalid-credentials"
+        bob_right = client.post(
+            "/v1/login",
+            content=msgspec.json.encode(
+                LoginRequest(username="bob", password=PASSWORD, device=new_device().registration)
+            ),
+        )
+        assert bob_right.status_code == 200
+        answers = [login("nobody-here", "a wrong guess") for _ in range(limits.PASSWORD_ATTEMPTS_BURST + 1)]
+        burst = ["invalid-credentials"] * limits.PASSWORD_ATTEMPTS_BURST
+        assert [error_code(answer) for answer in answers] == [*burst, "rate-limited"]
+
+
 def test_tokens_only_in_the_authorization_header(database_url: str) -> None:
     with app_client(database_url) as client:
         grant, _ = register(client, "erin")

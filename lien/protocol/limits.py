@@ -66,6 +66,10 @@ MAX_USERNAME_CHARS: Final = 32
 MAX_PROFILE_FIELD_CHARS: Final = 128
 MAX_DEVICE_NAME_CHARS: Final = 64
 SESSION_TTL_SECONDS: Final = 30 * 24 * 3600
+PASSWORD_ATTEMPTS_BURST: Final = 10
+"""Password attempts on one account (sign-in, device removal) that may come at once."""
+PASSWORD_ATTEMPT_REFILL_SECONDS: Final = 60.0
+"""Past the burst, one more attempt per this many seconds: ``rate-limited`` (429) before."""
 
 # --- ephemeral ---------------------------------------------------------
 MAX_WATCHED_USERS: Final = 512

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lien import ledger as chain
@@ -72,10 +74,12 @@ async def login(services: Services, request: LoginRequest) -> SessionGrant:
         raise errors.InvalidRequest("Give either device_id (an existing device) or device (a new one).")
     if request.device is not None:
         check_device_registration(request.device)
+    await spend_password_attempt(services, request.username)
     async with services.database.read() as connection:
         user = await accounts.user_by_username(connection, request.username)
     if not await verify_password(user.password_hash if user else None, request.password) or user is None:
         raise errors.InvalidCredentials()
+    await password_was_right(services, request.username)
     now = services.clock()
     token = new_token()
     async with services.database.write() as connection:
@@ -98,6 +102,27 @@ async def login(services: Services, request: LoginRequest) -> SessionGrant:
         caller = Caller(user_id=user.id, username=user.username, device_id=device_id, session_id=0)
         await groups.devices_changed(services, caller)
     return SessionGrant(token=token, user=user.username, device=device_id, expires_at=expires_at)
+
+
+async def spend_password_attempt(services: Services, username: str) -> None:
+    """One password attempt on this account, before any hashing; ``rate-limited`` past the bucket.
+
+    Counted per username, whether it exists or not; given back when the
+    password is right (:func:`password_was_right`). A guesser gets
+    ``PASSWORD_ATTEMPTS_BURST`` wrong tries, then one a minute, and costs the
+    node no argon2id work meanwhile (protocol §4.4).
+    """
+    grant = await services.password_limiter.take(username, 1)
+    if not grant.granted:
+        raise errors.RateLimited(
+            f"Too many password attempts on this account; retry in {math.ceil(grant.retry_after)} s.",
+            retry_after=grant.retry_after,
+        )
+
+
+async def password_was_right(services: Services, username: str) -> None:
+    """The attempt counted by :func:`spend_password_attempt` does not count: the owner typed it."""
+    await services.password_limiter.give_back(username, 1)
 
 
 async def _record_device(
@@ -173,12 +198,14 @@ async def remove_device(services: Services, caller: Caller, device_id: int, pass
     device's sockets close, correspondents and groups learn that the device
     list changed, and no message is addressed to it any more.
     """
+    await spend_password_attempt(services, caller.username)
     async with services.database.read() as connection:
         user = await accounts.user_by_id(connection, caller.user_id)
     if user is None:
         raise errors.AuthenticationFailed()
     if not await verify_password(user.password_hash, password):
         raise errors.InvalidPassword()
+    await password_was_right(services, caller.username)
     async with services.database.write() as connection:
         device = await devices.get_device(connection, device_id)
         if device is None or device.user_id != caller.user_id:

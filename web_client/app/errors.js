@@ -89,6 +89,10 @@ const FALLBACK = 'Une erreur est survenue ; réessayez.';
 
 /** Plain words for any error: a LienError, a CryptoError, a network failure, anything else. */
 export function userMessage(error) {
+  if (error?.code === 'rate-limited' && error.retryAfter >= 1) {
+    // Sign-in after too many wrong passwords waits up to a minute (protocol §4.4): say how long.
+    return `Trop de tentatives ; réessayez dans ${Math.ceil(error.retryAfter)} s.`;
+  }
   if (error instanceof LienError || error instanceof CryptoError || typeof error?.code === 'string') {
     return USER_MESSAGES[error.code] ?? (error instanceof CryptoError ? 'Le message n’a pas pu être déchiffré.' : FALLBACK);
   }

@@ -47,3 +47,9 @@ test('every server error code has plain words, and unknown ones a fallback', () 
   assert.match(userMessage(new LienError('something-new')), /erreur/);
   assert.match(userMessage(new Error('stack')), /erreur/);
 });
+
+test('a refusal with a delay says how long to wait', () => {
+  assert.equal(userMessage(new LienError('rate-limited', 'x', null, 41.2)), 'Trop de tentatives ; réessayez dans 42 s.');
+  assert.equal(userMessage(new LienError('rate-limited', 'x', null, 0.2)), USER_MESSAGES['rate-limited']);
+  assert.equal(userMessage(new LienError('rate-limited')), USER_MESSAGES['rate-limited']);
+});
