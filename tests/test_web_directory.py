@@ -8,6 +8,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, expect
 
+from lien.protocol import limits
 from tests.inprocess import register
 from tests.live import LiveNode
 from tests.web import PASSWORD, Person
@@ -70,6 +71,17 @@ async def test_server_errors_are_shown_in_plain_words(browser: Browser, node: Li
     alert = other.page.get_by_role("alert")
     await expect(alert).to_have_text("Identifiant ou mot de passe incorrect.")
     await other.screenshot("09-server-error-plain-words")
+
+    # Ten wrong passwords on one account: the server takes one more try a minute, and says so.
+    sign_in_button = other.page.get_by_role("button", name="Se connecter", exact=True).last
+    for _ in range(limits.PASSWORD_ATTEMPTS_BURST - 1):
+        async with other.page.expect_response("**/v1/login") as answered:
+            await sign_in_button.click()
+        assert (await answered.value).status == 401
+    async with other.page.expect_response("**/v1/login") as refused:
+        await sign_in_button.click()
+    assert (await refused.value).status == 429
+    await expect(alert).to_have_text(re.compile(r"^Trop de tentatives ; réessayez dans \d+ s\.$"))
 
     # A username that is taken.
     await other.page.get_by_role("tab", name="Créer un compte").click()
