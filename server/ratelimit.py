@@ -231,9 +231,11 @@ class RedisRateLimiter:
         await self._client.aclose()
 
 
-def make_rate_limiter(redis_url: str | None, *, rate: float, burst: int) -> RateLimiter:
+def make_rate_limiter(
+    redis_url: str | None, *, rate: float, burst: int, prefix: str = "lien:rate", lease: bool = True
+) -> RateLimiter:
     if redis_url:
-        return RedisRateLimiter(redis_url, rate=rate, burst=burst)
+        return RedisRateLimiter(redis_url, rate=rate, burst=burst, prefix=prefix, lease=lease)
     return InMemoryRateLimiter(rate=rate, burst=burst)
 
 
@@ -246,9 +248,10 @@ def make_password_limiter(redis_url: str | None) -> RateLimiter:
     argon2id work once the bucket is empty. No lease: a node must not hold
     attempts ahead.
     """
-    rate = 1 / limits.PASSWORD_ATTEMPT_REFILL_SECONDS
-    if redis_url:
-        return RedisRateLimiter(
-            redis_url, rate=rate, burst=limits.PASSWORD_ATTEMPTS_BURST, prefix="lien:password", lease=False
-        )
-    return InMemoryRateLimiter(rate=rate, burst=limits.PASSWORD_ATTEMPTS_BURST)
+    return make_rate_limiter(
+        redis_url,
+        rate=1 / limits.PASSWORD_ATTEMPT_REFILL_SECONDS,
+        burst=limits.PASSWORD_ATTEMPTS_BURST,
+        prefix="lien:password",
+        lease=False,
+    )

@@ -74,12 +74,13 @@ async def login(services: Services, request: LoginRequest) -> SessionGrant:
         raise errors.InvalidRequest("Give either device_id (an existing device) or device (a new one).")
     if request.device is not None:
         check_device_registration(request.device)
-    await spend_password_attempt(services, request.username)
     async with services.database.read() as connection:
         user = await accounts.user_by_username(connection, request.username)
-    if not await verify_password(user.password_hash if user else None, request.password) or user is None:
+    matches = await password_matches(
+        services, request.username, user.password_hash if user else None, request.password
+    )
+    if not matches or user is None:
         raise errors.InvalidCredentials()
-    await password_was_right(services, request.username)
     now = services.clock()
     token = new_token()
     async with services.database.write() as connection:
@@ -104,13 +105,16 @@ async def login(services: Services, request: LoginRequest) -> SessionGrant:
     return SessionGrant(token=token, user=user.username, device=device_id, expires_at=expires_at)
 
 
-async def spend_password_attempt(services: Services, username: str) -> None:
-    """One password attempt on this account, before any hashing; ``rate-limited`` past the bucket.
+async def password_matches(
+    services: Services, username: str, password_hash: str | None, password: str
+) -> bool:
+    """Check a password typed for ``username``, as one of its counted attempts (protocol §4.4).
 
-    Counted per username, whether it exists or not; given back when the
-    password is right (:func:`password_was_right`). A guesser gets
+    The attempt is taken before any hashing, ``rate-limited`` past the
+    account's bucket, whether the account exists or not (``password_hash``
+    None); a right password gives it back. A guesser gets
     ``PASSWORD_ATTEMPTS_BURST`` wrong tries, then one a minute, and costs the
-    node no argon2id work meanwhile (protocol §4.4).
+    node no argon2id work meanwhile.
     """
     grant = await services.password_limiter.take(username, 1)
     if not grant.granted:
@@ -118,11 +122,10 @@ async def spend_password_attempt(services: Services, username: str) -> None:
             f"Too many password attempts on this account; retry in {math.ceil(grant.retry_after)} s.",
             retry_after=grant.retry_after,
         )
-
-
-async def password_was_right(services: Services, username: str) -> None:
-    """The attempt counted by :func:`spend_password_attempt` does not count: the owner typed it."""
+    if not await verify_password(password_hash, password):
+        return False
     await services.password_limiter.give_back(username, 1)
+    return True
 
 
 async def _record_device(
@@ -198,14 +201,12 @@ async def remove_device(services: Services, caller: Caller, device_id: int, pass
     device's sockets close, correspondents and groups learn that the device
     list changed, and no message is addressed to it any more.
     """
-    await spend_password_attempt(services, caller.username)
     async with services.database.read() as connection:
         user = await accounts.user_by_id(connection, caller.user_id)
     if user is None:
         raise errors.AuthenticationFailed()
-    if not await verify_password(user.password_hash, password):
+    if not await password_matches(services, caller.username, user.password_hash, password):
         raise errors.InvalidPassword()
-    await password_was_right(services, caller.username)
     async with services.database.write() as connection:
         device = await devices.get_device(connection, device_id)
         if device is None or device.user_id != caller.user_id:
