@@ -279,6 +279,53 @@ async def test_an_envelope_its_devices_refuse_leaves_no_row_and_its_client_id_st
             assert len(await messages.read_inbox(connection, device_id, after_seq=0, limit=10)) == 2
 
 
+async def test_a_corrected_envelope_in_the_same_transaction_as_its_refused_one_is_stored(
+    services: Services,
+) -> None:
+    """Rows are inserted before their envelopes are checked, and the refused ones withdrawn.
+
+    An envelope that reused the client id of one refused in the same transaction was
+    left out of that insert (its id looked taken): it must be stored all the same,
+    as it would be had the refused one never been inserted.
+    """
+    [alice] = await add_user(services, "alice", 1)
+    bob = await add_user(services, "bob", 2)
+    bob_devices = [caller.device_id for caller in bob]
+    epoch = await make_group(services, "GCARE", [alice, bob[0]])
+    async with HeldCommitter(services) as held:
+        task = asyncio.create_task(
+            accept_envelopes(
+                services,
+                alice,
+                [
+                    send("m-1", "bob", bob_devices[:1]),  # bob's second device is missing
+                    send("m-1", "bob", bob_devices),
+                    group_send("g-1", "GCARE", epoch + 1),  # stale epoch: refused, withdrawn
+                    group_send("g-2", "GCARE", epoch),
+                ],
+            )
+        )
+        await held.queued(1)
+    async with asyncio.timeout(TIMEOUT):
+        refused, corrected, stale, group_message = await task
+
+    assert isinstance(refused, errors.DevicesMismatch)
+    assert isinstance(corrected, frames.Accepted) and not corrected.duplicate
+    assert isinstance(stale, errors.StaleMembership)
+    assert isinstance(group_message, frames.Accepted) and not group_message.duplicate
+    async with services.database.read() as connection:
+        rows = await connection.execute(select(messages_table.c.id, messages_table.c.client_id))
+        assert sorted(row.client_id for row in rows) == ["g-2", "m-1"]
+        for device_id in bob_devices:
+            inbox = await messages.read_inbox(connection, device_id, after_seq=0, limit=10)
+            one_to_one = [_message_of(entry.frame) for entry in inbox if entry.group_message is None]
+            assert one_to_one == [corrected.message]
+        entries = await ledger_store.entries_about(connection, [corrected.message, group_message.message])
+    assert sorted(
+        entry.entry.message for entry in entries if isinstance(entry.entry, chain.MessageAccepted)
+    ) == sorted([corrected.message, group_message.message])
+
+
 async def test_accepted_is_answered_once_committed_before_the_notices_are_published(
     services: Services,
 ) -> None:

@@ -167,12 +167,19 @@ async def _store_batches(
     """Store the envelopes of every connection in this transaction; one outcome list per batch.
 
     One-to-one and group envelopes are checked and inserted together: one
-    lock-and-read of the groups, one of their members, one query for the
-    devices of every user involved, one multi-row insert, one lookup for
-    resends and one insert for new contacts, however many envelopes there
-    are. Inbox entries and ledger records are then queued in each
-    connection's order, so what one device sends reaches every inbox in that
-    order. Resends (§6.6) are stored one by one at their place.
+    lock-and-read of the groups, one of their members, one statement that
+    inserts every message row and reads the devices of every user involved,
+    one lookup for resends and one insert for new contacts, however many
+    envelopes there are. Inbox entries and ledger records are then queued in
+    each connection's order, so what one device sends reaches every inbox in
+    that order. Resends (§6.6) are stored one by one at their place.
+
+    The rows are inserted before each envelope is checked against the
+    devices read with them (one round trip instead of two: every batch of
+    envelopes waits for the transaction's round trips, and every one holds
+    up the next batch); those then refused are deleted again before the
+    transaction goes on, so nothing else ever sees them, and a client id an
+    envelope was refused under stays free, as if it had never been inserted.
 
     The group rows are held (``FOR SHARE``, in id order) until commit, so a
     membership change cannot slip between the epoch check and the entries: a
@@ -180,9 +187,29 @@ async def _store_batches(
     after was a member when it was sent.
     """
     services = batches[0].services
-    addressed = await _address(connection, batches)
+    candidates = await _candidates(connection, batches)
+    inserted, live_devices = await messages.insert_messages_reading_devices(
+        connection, list(candidates.rows.values()), sorted(candidates.users)
+    )
+    addressed = _address(batches, candidates, live_devices)
     ready = [found for found in addressed.values() if isinstance(found, _Addressed)]
-    inserted = await messages.insert_messages_once(connection, [found.row for found in ready])
+    withdrawn = [
+        row
+        for place, row in candidates.rows.items()
+        if row.id in inserted and not isinstance(addressed[place], _Addressed)
+    ]
+    if withdrawn:
+        await messages.withdraw_messages(connection, [row.id for row in withdrawn])
+        inserted.difference_update(row.id for row in withdrawn)
+        # An envelope that reused the client id of one refused here was left out for it: insert it now.
+        freed = {(row.sender_device_id, row.client_id) for row in withdrawn}
+        left_out = [
+            found.row
+            for found in ready
+            if found.row.id not in inserted and (found.row.sender_device_id, found.row.client_id) in freed
+        ]
+        if left_out:
+            inserted.update((await messages.insert_messages_reading_devices(connection, left_out, []))[0])
     earlier = await messages.messages_by_client_ids(
         connection,
         [
@@ -222,12 +249,29 @@ async def _store_batches(
     return results
 
 
-async def _address(
-    connection: AsyncConnection, batches: list[_DeviceBatch]
-) -> dict[_Place, _Addressed | errors.LienError]:
-    """For each one-to-one and group envelope, by its place: its checked row, or why it is refused."""
+@dataclass(frozen=True)
+class _Candidates:
+    """What a transaction's one-to-one and group envelopes need before their devices are read."""
+
+    refused: dict[_Place, errors.LienError]
+    """Envelopes refused already (unknown recipient)."""
+    recipients: dict[_Place, int]
+    """One-to-one envelopes: the recipient's user id."""
+    group_sends: dict[_Place, frames.GroupSend]
+    group_rows: dict[str, group_store.GroupRow]
+    """The groups addressed that exist, locked until commit."""
+    members: dict[str, dict[int, str]]
+    """Group id -> user id -> username of its members."""
+    rows: dict[_Place, messages.StoredMessage]
+    """The message row of every envelope that can be inserted: its recipient or group exists."""
+    users: set[int]
+    """Every user whose devices an envelope may address."""
+
+
+async def _candidates(connection: AsyncConnection, batches: list[_DeviceBatch]) -> _Candidates:
+    """Resolve recipients, lock and read the groups addressed and their members; a row per envelope."""
     services = batches[0].services
-    found: dict[_Place, _Addressed | errors.LienError] = {}
+    refused: dict[_Place, errors.LienError] = {}
     recipients: dict[_Place, int] = {}
     group_sends: dict[_Place, frames.GroupSend] = {}
     for batch_index, batch in enumerate(batches):
@@ -238,30 +282,49 @@ async def _address(
                 try:
                     recipients[batch_index, send_index] = await resolve_user(services, connection, send.to)
                 except errors.LienError as refusal:
-                    found[batch_index, send_index] = refusal
+                    refused[batch_index, send_index] = refusal
     group_ids = sorted({send.group for send in group_sends.values()})
     group_rows = await group_store.get_groups(connection, group_ids, lock=True) if group_ids else {}
     members = await group_store.member_names(connection, sorted(group_rows)) if group_rows else {}
+    rows: dict[_Place, messages.StoredMessage] = {}
+    for place, recipient_id in recipients.items():
+        batch = batches[place[0]]
+        rows[place] = _new_row(services, batch.caller, batch.sends[place[1]].id, recipient_id=recipient_id)
+    for place, group_send in group_sends.items():
+        if group_send.group in group_rows:  # the row's foreign key: an unknown group is refused without one
+            caller, group_id = batches[place[0]].caller, group_send.group
+            rows[place] = _new_row(services, caller, group_send.id, group_id=group_id, body=group_send.body)
     users = set(recipients.values()) | {batches[batch_index].caller.user_id for batch_index, _ in recipients}
     users.update(user_id for names in members.values() for user_id in names)
-    devices_of: dict[int, list[int]] = {}
-    if users:
-        for device_id, user_id in (await devices.device_ids_of(connection, sorted(users))).items():
-            devices_of.setdefault(user_id, []).append(device_id)
+    return _Candidates(refused, recipients, group_sends, group_rows, members, rows, users)
 
-    for place, recipient_id in recipients.items():
+
+def _address(
+    batches: list[_DeviceBatch], candidates: _Candidates, live_devices: dict[int, int]
+) -> dict[_Place, _Addressed | errors.LienError]:
+    """For each one-to-one and group envelope, by its place: its checked row, or why it is refused."""
+    found: dict[_Place, _Addressed | errors.LienError] = dict(candidates.refused)
+    devices_of: dict[int, list[int]] = {}
+    for device_id, user_id in live_devices.items():
+        devices_of.setdefault(user_id, []).append(device_id)
+    for place, recipient_id in candidates.recipients.items():
         batch = batches[place[0]]
         send = batch.sends[place[1]]
         assert isinstance(send, frames.Send)
         try:
-            found[place] = _address_send(services, batch.caller, send, recipient_id, devices_of)
+            found[place] = _address_send(batch.caller, send, candidates.rows[place], recipient_id, devices_of)
         except errors.LienError as refusal:
             found[place] = refusal
-    for place, group_send in group_sends.items():
+    for place, group_send in candidates.group_sends.items():
         caller = batches[place[0]].caller
         try:
             found[place] = _address_group_send(
-                services, caller, group_send, group_rows.get(group_send.group), members, devices_of
+                caller,
+                group_send,
+                candidates.rows.get(place),
+                candidates.group_rows.get(group_send.group),
+                candidates.members,
+                devices_of,
             )
         except errors.LienError as refusal:
             found[place] = refusal
@@ -269,7 +332,11 @@ async def _address(
 
 
 def _address_send(
-    services: Services, caller: Caller, send: frames.Send, recipient_id: int, devices_of: dict[int, list[int]]
+    caller: Caller,
+    send: frames.Send,
+    row: messages.StoredMessage,
+    recipient_id: int,
+    devices_of: dict[int, list[int]],
 ) -> _Addressed:
     """Check that a one-to-one envelope has a copy for each device of both users but the sending one."""
     usernames = {recipient_id: send.to, caller.user_id: caller.username}
@@ -279,19 +346,19 @@ def _address_send(
         raise errors.DevicesMismatch(
             details={"missing": sorted(set(owners) - given), "extra": sorted(given - set(owners))}
         )
-    return _Addressed(_new_row(services, caller, send.id, recipient_id=recipient_id), owners, usernames)
+    return _Addressed(row, owners, usernames)
 
 
 def _address_group_send(
-    services: Services,
     caller: Caller,
     send: frames.GroupSend,
+    row: messages.StoredMessage | None,
     group: group_store.GroupRow | None,
     members: dict[str, dict[int, str]],
     devices_of: dict[int, list[int]],
 ) -> _Addressed:
     """Check a group envelope against its group (read and locked) and its members' devices (§6.7)."""
-    if group is None:
+    if group is None or row is None:
         raise errors.UnknownGroup()
     usernames = members[send.group]
     if caller.user_id not in usernames:
@@ -307,7 +374,6 @@ def _address_group_send(
     extra = sorted(keyed - set(owners))
     if extra:
         raise errors.DevicesMismatch(details={"missing": [], "extra": extra})
-    row = _new_row(services, caller, send.id, group_id=send.group, body=send.body)
     return _Addressed(row, owners, usernames)
 
 

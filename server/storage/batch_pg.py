@@ -10,7 +10,8 @@ prepares them again and again. Here each is one statement over arrays
 round trips in all (:func:`number_devices`, then :func:`write`), prepared
 once per connection. SQLite keeps the portable versions in ``messages`` and
 ``ledger``; both are run by the whole test suite. The envelope store's
-two statements (message rows, live devices of users) are here too.
+statement (message rows inserted and the live devices of their users read,
+together) is here too.
 
 The statements run on the asyncpg connection under the SQLAlchemy one,
 inside its transaction (:func:`driver_of`). One runs alone, outside any
@@ -94,18 +95,24 @@ WHERE i.device_id = ANY($1::bigint[]) AND i.device_id = a.device_id AND i.seq <=
 """Acks alone, as one statement (its own transaction): remember each device's ack (the devices
 locked in id order, as by every writer) and purge its inbox up to it."""
 
-_INSERT_MESSAGES = """
-INSERT INTO messages (
-    id, sender_user_id, sender_device_id, recipient_user_id, client_id, created_at, group_id, body,
-    body_sha256
+_INSERT_MESSAGES_READING_DEVICES = """
+WITH inserted AS (
+    INSERT INTO messages (
+        id, sender_user_id, sender_device_id, recipient_user_id, client_id, created_at, group_id, body,
+        body_sha256
+    )
+    SELECT * FROM unnest(
+        $1::varchar[], $2::bigint[], $3::bigint[], $4::bigint[], $5::varchar[], $6::bigint[], $7::varchar[],
+        $8::bytea[], $9::bytea[]
+    )
+    ON CONFLICT DO NOTHING
+    RETURNING id
 )
-SELECT * FROM unnest(
-    $1::varchar[], $2::bigint[], $3::bigint[], $4::bigint[], $5::varchar[], $6::bigint[], $7::varchar[],
-    $8::bytea[], $9::bytea[]
-)
-ON CONFLICT DO NOTHING
-RETURNING id
+SELECT id AS message_id, NULL::bigint AS device_id, NULL::bigint AS user_id FROM inserted
+UNION ALL
+SELECT NULL, id, user_id FROM devices WHERE user_id = ANY($10::bigint[]) AND removed_at IS NULL
 """
+"""Insert message rows, skipping reused client ids, and read the live devices of the users they address."""
 
 _LIVE_DEVICES_OF = "SELECT id, user_id FROM devices WHERE user_id = ANY($1::bigint[]) AND removed_at IS NULL"
 
@@ -227,10 +234,16 @@ _MESSAGE_COLUMNS = (
 )
 
 
-async def insert_messages_once(driver: Any, rows: Sequence[Mapping[str, Any]]) -> set[str]:
-    """Insert message rows, skipping those already there; the ids inserted."""
-    found = await driver.fetch(_INSERT_MESSAGES, *_columns(rows, _MESSAGE_COLUMNS))
-    return {row["id"] for row in found}
+async def insert_messages_reading_devices(
+    driver: Any, rows: Sequence[Mapping[str, Any]], user_ids: Sequence[int]
+) -> tuple[set[str], dict[int, int]]:
+    """Insert message rows, skipping reused client ids; the ids inserted, and device id -> user id
+    for the live devices of ``user_ids``: one round trip."""
+    found = await driver.fetch(
+        _INSERT_MESSAGES_READING_DEVICES, *_columns(rows, _MESSAGE_COLUMNS), list(user_ids)
+    )
+    inserted = {row["message_id"] for row in found if row["message_id"] is not None}
+    return inserted, {row["device_id"]: row["user_id"] for row in found if row["device_id"] is not None}
 
 
 async def live_devices_of(driver: Any, user_ids: Sequence[int]) -> dict[int, int]:

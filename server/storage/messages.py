@@ -20,6 +20,7 @@ from sqlalchemy.sql.expression import Insert
 
 from server.storage import batch_pg
 from server.storage.database import in_chunks
+from server.storage.devices import device_ids_of
 from server.storage.schema import contacts, devices, inbox, message_copies, messages, receipts, users
 
 
@@ -81,24 +82,37 @@ async def get_message(connection: AsyncConnection, message_id: str) -> StoredMes
     return None if row is None else _message_from(row)
 
 
-async def insert_messages_once(connection: AsyncConnection, batch: Sequence[StoredMessage]) -> set[str]:
-    """Insert messages in one statement; the ids of those inserted.
+async def insert_messages_reading_devices(
+    connection: AsyncConnection, batch: Sequence[StoredMessage], user_ids: Sequence[int]
+) -> tuple[set[str], dict[int, int]]:
+    """Insert messages, and read the live devices of these users: one round trip on PostgreSQL.
 
-    A message left out reused its device's client id (a resend): see
-    :func:`messages_by_client_ids`.
+    Returns the ids of the messages inserted (one left out reused its
+    device's client id, a resend: see :func:`messages_by_client_ids`), and
+    device id -> user id for the live devices. The envelope store inserts
+    before it checks each envelope against those devices, and withdraws the
+    refused ones (:func:`withdraw_messages`) in the same transaction.
     """
-    if not batch:
-        return set()
     if connection.dialect.name == "postgresql":
-        return await batch_pg.insert_messages_once(
-            await batch_pg.driver_of(connection), [_row_of(message) for message in batch]
+        return await batch_pg.insert_messages_reading_devices(
+            await batch_pg.driver_of(connection), [_row_of(message) for message in batch], user_ids
         )
-    # Executemany with RETURNING: SQLAlchemy packs it into multi-row INSERTs ("insertmanyvalues").
-    result = await connection.execute(
-        _insert_ignoring_conflicts(connection, messages).returning(messages.c.id),
-        [_row_of(message) for message in batch],
-    )
-    return {row.id for row in result}
+    inserted: set[str] = set()
+    if batch:
+        # Executemany with RETURNING: SQLAlchemy packs it into multi-row INSERTs ("insertmanyvalues").
+        result = await connection.execute(
+            _insert_ignoring_conflicts(connection, messages).returning(messages.c.id),
+            [_row_of(message) for message in batch],
+        )
+        inserted = {row.id for row in result}
+    live = await device_ids_of(connection, list(user_ids)) if user_ids else {}
+    return inserted, live
+
+
+async def withdraw_messages(connection: AsyncConnection, message_ids: Sequence[str]) -> None:
+    """Delete messages inserted earlier in this transaction and then refused: nothing refers to them yet."""
+    for chunk in in_chunks(list(message_ids)):
+        await connection.execute(delete(messages).where(messages.c.id.in_(chunk)))
 
 
 async def messages_by_client_ids(
