@@ -91,10 +91,73 @@ async def test_statement_texts_do_not_change_with_the_number_of_rows(database: D
             await finish_writes(connection, writes, now=5)
             await ledger.append(connection, [(record(), "d2")] * size, now=5)
             await devices.device_ids_of(connection, [1] * size)
+            await messages.insert_messages_reading_devices(
+                connection, [message(f"m{size}-{n}", device_ids[0]) for n in range(size)], [1] * size
+            )
             prepared = await connection.execute(text("SELECT count(*) FROM pg_prepared_statements"))
             counts.append(prepared.scalar_one())
-    assert counts[0] >= 5  # number, write, lock head, append, devices of (and this count)
+    assert counts[0] >= 6  # number, write, lock head, append, devices of, messages (and this count)
     assert counts == [counts[0]] * 6
+
+
+def message(message_id: str, device_id: int, client_id: str | None = None) -> messages.StoredMessage:
+    return messages.StoredMessage(
+        id=message_id,
+        sender_user_id=1,
+        sender_device_id=device_id,
+        recipient_user_id=1,
+        client_id=client_id or message_id,
+        created_at=1,
+    )
+
+
+async def test_a_withdrawn_message_frees_its_client_id_for_a_transaction_waiting_on_it(
+    postgres_database_url: str,
+) -> None:
+    """The envelope store inserts rows before checking them, and deletes those it then refuses.
+
+    Another node inserting the same (device, client id) meanwhile waits for that
+    transaction, then stores its own row: the refused one never existed for it.
+    """
+    async with migrated(postgres_database_url) as first, migrated(postgres_database_url) as second:
+        [device_id] = await add_devices(first, 1)
+        live = {device_id}
+
+        async def insert_later() -> set[str]:
+            async with second.write() as connection:
+                inserted, devices_read = await messages.insert_messages_reading_devices(
+                    connection, [message("m-second", device_id, "c-1")], [1]
+                )
+                assert set(devices_read) == live
+                return inserted
+
+        async with first.write() as connection:
+            inserted, _ = await messages.insert_messages_reading_devices(
+                connection, [message("m-first", device_id, "c-1")], []
+            )
+            assert inserted == {"m-first"}
+            waiting = asyncio.create_task(insert_later())
+            async with asyncio.timeout(20):
+                while not await _someone_waits_for_a_lock(first):
+                    assert not waiting.done()
+                    await asyncio.sleep(0.01)
+            await messages.withdraw_messages(connection, ["m-first"])
+        async with asyncio.timeout(20):
+            assert await waiting == {"m-second"}
+        async with first.read() as connection:
+            stored = await messages.messages_by_client_ids(connection, [(device_id, "c-1")])
+        assert [found.id for found in stored.values()] == ["m-second"]
+
+
+async def _someone_waits_for_a_lock(database: Database) -> bool:
+    async with database.read() as connection:
+        waiting = await connection.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        )
+    return bool(waiting)
 
 
 async def _chain_is_lien_ledgers(database: Database) -> int:
