@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from lien import ledger as chain
-from server.storage import devices, ledger, messages
+from server.storage import batch_pg, devices, ledger, messages
 from server.storage.committer import InboxWrites, finish_writes
 from server.storage.database import Database
 from server.storage.schema import INBOX_MESSAGE
@@ -209,3 +209,39 @@ async def test_a_transaction_without_ledger_entries_leaves_the_head_alone(databa
         writes.record(record(), "d1")
         await finish_writes(connection, writes, now=6)
     assert await _chain_is_lien_ledgers(database) == 1
+
+
+async def test_receipt_facts_look_messages_and_copies_up_by_key_even_with_a_plan_made_when_tables_were_empty(
+    database: Database,
+) -> None:
+    """A plan made while ``messages`` and ``message_copies`` were empty must not scan them once they grow.
+
+    Prepared statements keep their generic plan until statistics change; on a server
+    where they are not gathered yet (a new deployment, no autovacuum), a plan chosen for
+    empty tables would otherwise read every row of both for every batch of receipts.
+    """
+    [device_id] = await add_devices(database, 1)
+    keys = "('{m1}'::varchar[], ARRAY[$device]::bigint[], '{m1}'::varchar[], ARRAY[$device]::bigint[], '{1}')"
+    arguments = keys.replace("$device", str(device_id))
+    async with database.write() as connection:
+        driver = await batch_pg.driver_of(connection)
+        await driver.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        await driver.execute(f"PREPARE facts AS {batch_pg._RECEIPT_FACTS}")
+        await driver.fetch(f"EXPLAIN EXECUTE facts{arguments}")  # the generic plan, made now
+        await driver.execute(
+            "INSERT INTO messages"
+            " (id, sender_user_id, sender_device_id, recipient_user_id, client_id, created_at)"
+            " SELECT 'm' || n, 1, $1, 1, 'c' || n, n FROM generate_series(1, 20000) AS n",
+            device_id,
+        )
+        await driver.execute(
+            "INSERT INTO message_copies (message_id, device_id, sha256)"
+            " SELECT 'm' || n, $1, sha256(n::text::bytea) FROM generate_series(1, 20000) AS n",
+            device_id,
+        )
+        plan = "\n".join(row[0] for row in await driver.fetch(f"EXPLAIN EXECUTE facts{arguments}"))
+        rows = await driver.fetch(f"EXECUTE facts{arguments}")
+        await driver.execute("DEALLOCATE facts")
+    assert "Seq Scan on messages" not in plan, plan
+    assert "Seq Scan on message_copies" not in plan, plan
+    assert sorted(row["fact"] for row in rows) == ["a", "d", "h", "o"]

@@ -25,7 +25,7 @@ from server.handlers.envelopes import accept_envelopes
 from server.handlers.receipts import ReceiptOutcome, record_receipts
 from server.services import Services
 from server.settings import Settings
-from server.storage import devices, messages
+from server.storage import devices, messages, receipt_facts
 from server.storage import groups as group_store
 from server.storage import ledger as ledger_store
 from tests.keys import signed_receipt
@@ -170,7 +170,7 @@ async def test_receipts_of_several_devices_share_a_transaction_and_keep_their_ou
 async def test_the_reads_of_a_transactions_receipts_take_any_number_of_keys(services: Services) -> None:
     """Up to 256 connections of 1,024 receipts each may meet in one transaction: no parameter limit."""
     [(alice, _)] = await add_user_with_keys(services, "alice", 1)
-    [(bob, _)] = await add_user_with_keys(services, "bob", 1)
+    [(bob, bob_keys)] = await add_user_with_keys(services, "bob", 1)
     async with services.database.write() as connection:
         await group_store.create_group(
             connection, group_id="GCARE", name="Soins", created_by=alice.user_id, now=1
@@ -192,7 +192,20 @@ async def test_the_reads_of_a_transactions_receipts_take_any_number_of_keys(serv
             connection, [(accepted.message, bob.device_id)] + [(f"m{n}", n) for n in range(many)]
         )
         origins = await messages.origins(connection, [accepted.message] + [f"m{n}" for n in range(many)])
+        facts = await receipt_facts.read(
+            connection,
+            message_ids=[accepted.message] + [f"m{n}" for n in range(many)],
+            device_ids=[bob.device_id, *range(10_000, 10_000 + many)],
+            hash_keys=[(accepted.message, bob.device_id)] + [(f"m{n}", n) for n in range(many)],
+            users=[bob.user_id, *range(10_000, 10_000 + many)],
+        )
     assert joined == {("GCARE", bob.user_id): 7}
     assert owners == {bob.device_id: bob.user_id}
     assert hashes == {(accepted.message, bob.device_id): {hashlib.sha256(b"c").digest()}}
     assert list(origins) == [accepted.message]
+    # Together (one statement on PostgreSQL): the same facts, and the devices a receipt may go to.
+    assert facts.origins == origins
+    assert list(facts.devices) == [bob.device_id]
+    assert facts.devices[bob.device_id].identity_signing_key == bob_keys.registration.identity_signing_key
+    assert facts.copy_hashes == hashes
+    assert facts.audience == {alice.device_id: alice.user_id, bob.device_id: bob.user_id}

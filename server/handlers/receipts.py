@@ -18,8 +18,8 @@ from lien.protocol import errors, frames
 from lien.protocol.codec import encode
 from server.handlers.notify import announce
 from server.services import Caller, Services
-from server.storage import devices, messages
 from server.storage import groups as group_store
+from server.storage import messages, receipt_facts
 from server.storage.committer import InboxWrites
 from server.storage.schema import INBOX_STATUS
 
@@ -65,13 +65,9 @@ class _ReceiptBatch:
 class _Facts:
     """What every receipt of a transaction is checked against, read once for all of them."""
 
-    origins: dict[str, messages.MessageOrigin]
-    devices: dict[int, devices.DeviceRow]
-    """The receiving devices that were not removed, by id."""
+    read: receipt_facts.ReceiptFacts
     joined_at: dict[tuple[str, int], int]
     """(group id, user id) -> when that member joined, for the group messages receipted."""
-    copy_hashes: dict[tuple[str, int], set[bytes]]
-    """(message id, device id) -> hashes of the one-to-one copies stored for that device."""
 
 
 async def _store_receipt_batches(
@@ -80,29 +76,19 @@ async def _store_receipt_batches(
     """Check and record the receipts of every connection in this transaction; one outcome list per batch.
 
     Whatever their number, the receipts of a transaction cost a handful of
-    statements together (their messages, the receiving devices, group
-    memberships, copy hashes, the devices to tell, one insert) rather than
-    seven each. Status entries and ledger records are then queued in each
-    connection's order.
+    statements together rather than seven each: everything they are checked
+    against and the devices to tell in one (``receipt_facts``), group
+    memberships when group messages are receipted, one insert. Status
+    entries and ledger records are then queued in each connection's order.
     """
     now = batches[0].services.clock()
     facts = await _read_facts(connection, batches)
     checked: list[list[tuple[frames.Receipt, messages.MessageOrigin | errors.LienError]]] = [
         [(receipt, _check(facts, batch.caller, receipt)) for receipt in batch.receipts] for batch in batches
     ]
-    audience_users = sorted(
-        {
-            user_id
-            for batch, found in zip(batches, checked, strict=True)
-            for receipt, origin in found
-            if isinstance(origin, messages.MessageOrigin)
-            for user_id in _audience(batch.caller, receipt, origin)
-        }
-    )
     devices_of: dict[int, list[int]] = {}
-    if audience_users:
-        for device_id, user_id in (await devices.device_ids_of(connection, audience_users)).items():
-            devices_of.setdefault(user_id, []).append(device_id)
+    for device_id, user_id in facts.read.audience.items():
+        devices_of.setdefault(user_id, []).append(device_id)
     rows = [
         _row(batch.caller, receipt, origin, now)
         for batch, found in zip(batches, checked, strict=True)
@@ -138,44 +124,35 @@ async def _store_receipt_batches(
 
 
 async def _read_facts(connection: AsyncConnection, batches: list[_ReceiptBatch]) -> _Facts:
-    origins = await messages.origins(
-        connection, sorted({receipt.message for batch in batches for receipt in batch.receipts})
-    )
-    device_rows = await devices.live_devices(
-        connection, sorted({batch.caller.device_id for batch in batches})
+    read = await receipt_facts.read(
+        connection,
+        message_ids=sorted({receipt.message for batch in batches for receipt in batch.receipts}),
+        device_ids=sorted({batch.caller.device_id for batch in batches}),
+        hash_keys=sorted(
+            {(receipt.message, batch.caller.device_id) for batch in batches for receipt in batch.receipts}
+        ),
+        # A read receipt also goes to the reader's other devices (the senders' are read anyway).
+        users=sorted({batch.caller.user_id for batch in batches}),
     )
     memberships = sorted(
         {
             (origin.group_id, batch.caller.user_id)
             for batch in batches
             for receipt in batch.receipts
-            if (origin := origins.get(receipt.message)) is not None and origin.group_id is not None
+            if (origin := read.origins.get(receipt.message)) is not None and origin.group_id is not None
         }
     )
-    hash_keys = sorted(
-        {
-            (receipt.message, batch.caller.device_id)
-            for batch in batches
-            for receipt in batch.receipts
-            if receipt.message in origins
-        }
-    )
-    return _Facts(
-        origins=origins,
-        devices=device_rows,
-        joined_at=await group_store.joined_at(connection, memberships),
-        copy_hashes=await messages.copy_hashes(connection, hash_keys),
-    )
+    return _Facts(read=read, joined_at=await group_store.joined_at(connection, memberships))
 
 
 def _check(
     facts: _Facts, caller: Caller, receipt: frames.Receipt
 ) -> messages.MessageOrigin | errors.LienError:
     """The message a receipt stands for, or why the receipt is refused."""
-    origin = facts.origins.get(receipt.message)
+    origin = facts.read.origins.get(receipt.message)
     if origin is None:
         return errors.UnknownMessage()
-    device = facts.devices.get(caller.device_id)
+    device = facts.read.devices.get(caller.device_id)
     if origin.group_id is not None:
         # Only a device that was there when the message was sent received it (a later member did not).
         joined_at = facts.joined_at.get((origin.group_id, caller.user_id))
@@ -199,7 +176,7 @@ def _check(
 
 def _check_signature(
     facts: _Facts,
-    device: devices.DeviceRow,
+    device: receipt_facts.ReceivingDevice,
     caller: Caller,
     receipt: frames.Receipt,
     origin: messages.MessageOrigin,
@@ -217,7 +194,7 @@ def _check_signature(
         return errors.InvalidReceipt(
             "The receipt's signature does not verify with this device's identity key."
         )
-    stored = facts.copy_hashes.get((receipt.message, caller.device_id), set())
+    stored = facts.read.copy_hashes.get((receipt.message, caller.device_id), set())
     if receipt.hash not in stored and receipt.hash != origin.body_sha256:
         return errors.InvalidReceipt("The receipt names a ciphertext that was never stored for this device.")
     return origin

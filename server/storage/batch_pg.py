@@ -11,7 +11,8 @@ round trips in all (:func:`number_devices`, then :func:`write`), prepared
 once per connection. SQLite keeps the portable versions in ``messages`` and
 ``ledger``; both are run by the whole test suite. The envelope store's
 statement (message rows inserted and the live devices of their users read,
-together) is here too.
+together) is here too, and so is the receipt store's (everything its receipts
+are checked against, read together).
 
 The statements run on the asyncpg connection under the SQLAlchemy one,
 inside its transaction (:func:`driver_of`). One runs alone, outside any
@@ -115,6 +116,42 @@ SELECT NULL, id, user_id FROM devices WHERE user_id = ANY($10::bigint[]) AND rem
 """Insert message rows, skipping reused client ids, and read the live devices of the users they address."""
 
 _LIVE_DEVICES_OF = "SELECT id, user_id FROM devices WHERE user_id = ANY($1::bigint[]) AND removed_at IS NULL"
+
+_RECEIPT_FACTS = """
+WITH origins AS (
+    SELECT m.* FROM unnest($1::varchar[]) AS k(id)
+    CROSS JOIN LATERAL (
+        SELECT id, sender_user_id, sender_device_id, recipient_user_id, group_id, created_at, body_sha256
+        FROM messages WHERE messages.id = k.id OFFSET 0
+    ) AS m
+)
+SELECT 'o' AS fact, id AS message_id, sender_user_id AS user_id, sender_device_id AS device_id,
+       recipient_user_id AS recipient_id, created_at AS at, group_id, body_sha256 AS bytes
+FROM origins
+UNION ALL
+SELECT 'd', NULL, user_id, id, NULL, created_at, NULL, identity_signing_key
+FROM devices WHERE id = ANY($2::bigint[]) AND removed_at IS NULL
+UNION ALL
+SELECT 'h', c.message_id, NULL, c.device_id, NULL, NULL, NULL, c.sha256
+FROM unnest($3::varchar[], $4::bigint[]) AS k(message_id, device_id)
+CROSS JOIN LATERAL (
+    SELECT message_id, device_id, sha256 FROM message_copies
+    WHERE message_copies.message_id = k.message_id AND message_copies.device_id = k.device_id OFFSET 0
+) AS c
+UNION ALL
+SELECT 'a', NULL, user_id, id, NULL, NULL, NULL, NULL
+FROM devices
+WHERE removed_at IS NULL AND user_id = ANY(ARRAY(SELECT sender_user_id FROM origins) || $5::bigint[])
+"""
+"""What a transaction's receipts are checked against, one row per fact, tagged by ``fact``:
+``o`` a message's origin, ``d`` a receipting device (its key), ``h`` the hash of a copy stored
+for a device, ``a`` a live device of a sender of those messages or of one of the users given.
+
+Messages and copies are looked up one key at a time (``LATERAL … OFFSET 0``, which PostgreSQL
+cannot flatten into a join): one primary-key probe each, whatever the planner believes of the
+tables' sizes. With ``= ANY`` over the whole array, a plan made while ``messages`` was small (a
+new deployment, or statistics not yet gathered, as on a server without autovacuum) kept scanning
+the whole table for every batch of receipts once it had grown."""
 
 Head = tuple[int, bytes]
 """The ledger head: last seq and hash."""
@@ -250,3 +287,23 @@ async def live_devices_of(driver: Any, user_ids: Sequence[int]) -> dict[int, int
     """device id -> user id for the live devices of these users."""
     rows = await driver.fetch(_LIVE_DEVICES_OF, list(user_ids))
     return {row["id"]: row["user_id"] for row in rows}
+
+
+async def receipt_facts(
+    driver: Any,
+    message_ids: Sequence[str],
+    device_ids: Sequence[int],
+    hash_keys: Sequence[tuple[str, int]],
+    users: Sequence[int],
+) -> list[Any]:
+    """The rows of :data:`_RECEIPT_FACTS` (decoded by ``server.storage.receipt_facts``): one round trip."""
+    return list(
+        await driver.fetch(
+            _RECEIPT_FACTS,
+            list(message_ids),
+            list(device_ids),
+            [message_id for message_id, _ in hash_keys],
+            [device_id for _, device_id in hash_keys],
+            list(users),
+        )
+    )
