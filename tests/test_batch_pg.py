@@ -221,8 +221,8 @@ async def test_receipt_facts_look_messages_and_copies_up_by_key_even_with_a_plan
     empty tables would otherwise read every row of both for every batch of receipts.
     """
     [device_id] = await add_devices(database, 1)
-    keys = "('{m1}'::varchar[], ARRAY[$device]::bigint[], '{m1}'::varchar[], ARRAY[$device]::bigint[], '{1}')"
-    arguments = keys.replace("$device", str(device_id))
+    device = f"ARRAY[{device_id}]::bigint[]"
+    arguments = f"('{{m1}}'::varchar[], {device}, '{{m1}}'::varchar[], {device}, '{{1}}')"
     async with database.write() as connection:
         driver = await batch_pg.driver_of(connection)
         await driver.execute("SET LOCAL plan_cache_mode = force_generic_plan")

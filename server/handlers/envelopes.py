@@ -304,9 +304,7 @@ def _address(
 ) -> dict[_Place, _Addressed | errors.LienError]:
     """For each one-to-one and group envelope, by its place: its checked row, or why it is refused."""
     found: dict[_Place, _Addressed | errors.LienError] = dict(candidates.refused)
-    devices_of: dict[int, list[int]] = {}
-    for device_id, user_id in live_devices.items():
-        devices_of.setdefault(user_id, []).append(device_id)
+    devices_of = devices.by_owner(live_devices)
     for place, recipient_id in candidates.recipients.items():
         batch = batches[place[0]]
         send = batch.sends[place[1]]

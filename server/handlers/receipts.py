@@ -18,8 +18,8 @@ from lien.protocol import errors, frames
 from lien.protocol.codec import encode
 from server.handlers.notify import announce
 from server.services import Caller, Services
+from server.storage import devices, messages, receipt_facts
 from server.storage import groups as group_store
-from server.storage import messages, receipt_facts
 from server.storage.committer import InboxWrites
 from server.storage.schema import INBOX_STATUS
 
@@ -86,9 +86,7 @@ async def _store_receipt_batches(
     checked: list[list[tuple[frames.Receipt, messages.MessageOrigin | errors.LienError]]] = [
         [(receipt, _check(facts, batch.caller, receipt)) for receipt in batch.receipts] for batch in batches
     ]
-    devices_of: dict[int, list[int]] = {}
-    for device_id, user_id in facts.read.audience.items():
-        devices_of.setdefault(user_id, []).append(device_id)
+    devices_of = devices.by_owner(facts.read.audience)
     rows = [
         _row(batch.caller, receipt, origin, now)
         for batch, found in zip(batches, checked, strict=True)

@@ -297,13 +297,12 @@ async def receipt_facts(
     users: Sequence[int],
 ) -> list[Any]:
     """The rows of :data:`_RECEIPT_FACTS` (decoded by ``server.storage.receipt_facts``): one round trip."""
-    return list(
-        await driver.fetch(
-            _RECEIPT_FACTS,
-            list(message_ids),
-            list(device_ids),
-            [message_id for message_id, _ in hash_keys],
-            [device_id for _, device_id in hash_keys],
-            list(users),
-        )
+    rows: list[Any] = await driver.fetch(
+        _RECEIPT_FACTS,
+        list(message_ids),
+        list(device_ids),
+        [message_id for message_id, _ in hash_keys],
+        [device_id for _, device_id in hash_keys],
+        list(users),
     )
+    return rows

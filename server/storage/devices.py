@@ -121,6 +121,14 @@ async def device_ids_of(connection: AsyncConnection, user_ids: list[int]) -> dic
     return found
 
 
+def by_owner(owners: dict[int, int]) -> dict[int, list[int]]:
+    """user id -> device ids, from device id -> user id (what :func:`device_ids_of` returns)."""
+    found: dict[int, list[int]] = {}
+    for device_id, user_id in owners.items():
+        found.setdefault(user_id, []).append(device_id)
+    return found
+
+
 async def set_signed_prekey(connection: AsyncConnection, device_id: int, prekey: SignedPrekey) -> None:
     await connection.execute(
         update(devices)
