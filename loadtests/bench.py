@@ -74,6 +74,9 @@ class Watcher:
         self.profiles: dict[str, Path] = {}
         self.windows: dict[str, dict[str, Any]] = {}
         self._open: dict[str, tuple[float, dict[str, procstat.Sample | None], dict[int, float]]] = {}
+        self._machine: dict[str, procstat.Machine] = {}
+        self.machine: dict[str, dict[str, float]] = {}
+        """Per window: how busy the whole machine was (``procstat.machine_window``)."""
         self._activity: dict[str, dict[str, int]] = {}
         self._threads: list[threading.Thread] = []
 
@@ -103,6 +106,7 @@ class Watcher:
             self._histograms[phase] = node_metrics.scrape(self.metrics_urls)
         samples = {name: procstat.sample(pid) for name, pid in self.pids.items()}
         self._open[phase] = (time.monotonic(), samples, self._postgres())
+        self._machine[phase] = procstat.machine()
         if self.database is not None:
             self._activity[phase] = self.database.activity()
         spy = Path(sys.executable).parent / "py-spy"
@@ -121,6 +125,7 @@ class Watcher:
         started, before, pg_before = self._open.pop(phase)
         after = {name: procstat.sample(pid) for name, pid in self.pids.items()}
         pg_after = self._postgres()
+        self.machine[phase] = procstat.machine_window(self._machine.pop(phase), procstat.machine())
         seconds = time.monotonic() - started
         if self.metrics_urls:
             histograms = node_metrics.scrape(self.metrics_urls)
@@ -221,6 +226,8 @@ def run_driver(
         phase.setdefault("processes", {}).update(watcher.windows.get(phase["phase"], {}))
         if phase["phase"] in watcher.node_latency:
             phase["node_latency"] = watcher.node_latency[phase["phase"]]
+        if phase["phase"] in watcher.machine:
+            phase["machine"] = watcher.machine[phase["phase"]]
     return result
 
 

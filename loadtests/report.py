@@ -68,6 +68,8 @@ def phase_metrics(kind: str, phase: dict[str, Any]) -> dict[str, Any]:
         "load_generator_lag_p99_ms": phase.get("loop_lag_ms", {}).get("p99"),
         "redis_cpu": processes.get("redis", {}).get("cpu_share"),
         "postgresql_cpu": processes.get("postgresql", {}).get("cpu_share"),
+        "machine_busy": phase.get("machine", {}).get("busy_share"),
+        "machine_steal": phase.get("machine", {}).get("steal_share"),
     }
     postgres = processes.get("postgresql", {})
     if "xact_commit" in postgres:
@@ -160,6 +162,14 @@ ROWS: list[tuple[str, str, int, bool, bool]] = [
         False,
         False,
     ),
+    (
+        "whole machine busy: every process and the kernel, share of all its cores",
+        "machine_busy",
+        1,
+        True,
+        False,
+    ),
+    ("whole machine: time the hypervisor ran others on its cores, share", "machine_steal", 1, True, False),
     ("PostgreSQL transactions committed per delivery", "pg_transactions_per_delivery", 2, False, False),
     (
         "PostgreSQL rows inserted, updated or deleted per delivery",
@@ -279,7 +289,10 @@ def markdown(context: dict[str, Any], results: dict[str, Any]) -> str:
         "nodes, reached in the set-up, when argon2id hashes the registrations' passwords in 64 MiB "
         "each, two at a time); sockets are the node's open socket descriptors (client "
         "WebSockets, PostgreSQL pool, Redis). PostgreSQL CPU sums the backends serving the bench "
-        "database (other databases on the same server are not counted).",
+        "database (other databases on the same server are not counted). The whole machine's rows "
+        "are shares of all its cores together (100 % = every core busy), from /proc/stat over the "
+        "same window: what the processes above leave to each other, and what a virtual machine's "
+        "host took for its other guests.",
         "",
     ]
     return "\n".join(lines)
@@ -300,9 +313,9 @@ def rate_sweep_markdown(metrics: dict[str, dict[str, dict[str, Any]]], settings:
     lines = [
         "## Latency against offered rate (one to one)",
         "",
-        "| offered / s | Lien delivered / s | Lien p50 (ms) | Lien p99 (ms) "
-        "| baseline delivered / s | baseline p50 (ms) | baseline p99 (ms) |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| offered / s | Lien delivered / s | Lien p50 (ms) | Lien p99 (ms) | machine busy, Lien "
+        "| baseline delivered / s | baseline p50 (ms) | baseline p99 (ms) | machine busy, baseline |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     within: dict[str, float | None] = dict.fromkeys(systems)
     for phase, rate in sorted(offered.items(), key=lambda item: item[1]):
@@ -310,7 +323,7 @@ def rate_sweep_markdown(metrics: dict[str, dict[str, dict[str, Any]]], settings:
         for system in systems:
             row = metrics.get(system, {}).get(phase)
             cells += [_fmt(row and row["deliveries_per_s"]), _fmt(row and row["p50_ms"], 2)]
-            cells.append(_fmt(row and row["p99_ms"], 2))
+            cells += [_fmt(row and row["p99_ms"], 2), _share(row and row.get("machine_busy"))]
             if row and row["p99_ms"] is not None and row["p99_ms"] <= bound and row["errors"] == 0:
                 within[system] = max(rate, within[system] or 0.0)
         lines.append("| " + " | ".join(cells) + " |")
@@ -318,7 +331,9 @@ def rate_sweep_markdown(metrics: dict[str, dict[str, dict[str, Any]]], settings:
     lines += [
         "",
         f"Highest offered rate of this run with p99 ≤ {bound:.0f} ms and no error: Lien {shown['lien']}, "
-        f"baseline {shown['baseline']}.",
+        f"baseline {shown['baseline']}. Machine busy: every process and the kernel, as a share of "
+        "all the machine's cores (the load generator included); near 100 %, latency is mostly "
+        "waiting for a core.",
         "",
     ]
     return lines

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import pytest
 
-from loadtests import node_metrics, report
+from loadtests import node_metrics, procstat, report
 from server.metrics import Metrics
 
 
@@ -53,8 +54,15 @@ def test_a_window_counts_only_what_the_nodes_observed_in_it() -> None:
     }
 
 
-def row(phase: str, p99: float, *, errors: int = 0) -> dict[str, Any]:
-    return {"phase": phase, "deliveries_per_s": 100.0, "p50_ms": p99 / 2, "p99_ms": p99, "errors": errors}
+def row(phase: str, p99: float, *, errors: int = 0, machine_busy: float | None = None) -> dict[str, Any]:
+    return {
+        "phase": phase,
+        "deliveries_per_s": 100.0,
+        "p50_ms": p99 / 2,
+        "p99_ms": p99,
+        "errors": errors,
+        "machine_busy": machine_busy,
+    }
 
 
 def test_the_rate_sweep_names_the_highest_rate_each_system_kept_in_bound() -> None:
@@ -65,7 +73,7 @@ def test_the_rate_sweep_names_the_highest_rate_each_system_kept_in_bound() -> No
             "rate:250": row("rate:250", 12.0),
             "rate:500": row("rate:500", 40.0, errors=1),
             "rate:1000": row("rate:1000", 48.0),
-            "rate": row("rate", 700.0),
+            "rate": row("rate", 700.0, machine_busy=0.964),
         },
         "baseline": {name: row(name, 3.0) for name in ("rate:250", "rate:500", "rate:1000", "rate")},
     }
@@ -74,9 +82,12 @@ def test_the_rate_sweep_names_the_highest_rate_each_system_kept_in_bound() -> No
 
     offered = [line.split("|")[1].strip() for line in lines if line.startswith("| ") and line[2].isdigit()]
     assert offered == ["250", "500", "1,000", "2,000"]
-    assert lines[-2] == (
+    assert lines[-2].startswith(
         "Highest offered rate of this run with p99 ≤ 50 ms and no error: Lien 1,000/s, baseline 2,000/s."
     )
+    at_2000 = next(line for line in lines if line.startswith("| 2,000 "))
+    assert at_2000.split("|")[5].strip() == "96 %"  # Lien's machine busy
+    assert at_2000.split("|")[9].strip() == "-"  # the baseline's phase measured none
     assert report.rate_sweep_markdown({"lien": {"rate": row("rate", 1.0)}}, settings) == []
 
 
@@ -117,3 +128,30 @@ def test_the_capacity_report_says_whether_clients_offered_compression() -> None:
     assert "permessage-deflate: not offered" in report.capacity_markdown(context, result)
     del result["compression_offered"], result["compressed_sockets"]  # a report from before the option
     assert "permessage-deflate" not in report.capacity_markdown(context, result)
+
+
+PROC_STAT = """cpu  1000 20 300 5000 80 5 95 100 0 0
+cpu0 500 10 150 2500 40 3 47 50 0 0
+cpu1 500 10 150 2500 40 2 48 50 0 0
+intr 123
+"""
+
+
+def test_the_machine_window_is_a_share_of_every_core_with_steal_apart() -> None:
+    ticks = procstat._TICKS
+    before = procstat.machine(PROC_STAT)
+    assert before.cores == 2
+    assert before.busy_s == pytest.approx((1000 + 20 + 300 + 5 + 95) / ticks)
+    # Over the window: 300 ticks busy, 60 stolen, 240 idle or waiting, of 600 in all (two cores).
+    after = procstat.machine(
+        "cpu  1200 20 380 5200 120 5 115 160 0 0\ncpu0 1 0 0 0 0 0 0 0 0 0\ncpu1 1 0 0 0 0 0 0 0 0 0\n"
+    )
+    assert procstat.machine_window(before, after) == {"busy_share": 0.5, "steal_share": 0.1, "cores": 2}
+
+
+def test_the_machine_is_read_from_proc_stat() -> None:
+    first = procstat.machine()
+    assert first.cores == os.cpu_count()
+    assert first.busy_s > 0 and first.idle_s >= 0 and first.steal_s >= 0
+    window = procstat.machine_window(first, procstat.machine())
+    assert 0.0 <= window["busy_share"] <= 1.0 and 0.0 <= window["steal_share"] <= 1.0
