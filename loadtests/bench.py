@@ -130,20 +130,9 @@ class Watcher:
         if self.metrics_urls:
             histograms = node_metrics.scrape(self.metrics_urls)
             self.node_latency[phase] = node_metrics.window(self._histograms.pop(phase, {}), histograms)
-        window: dict[str, Any] = {}
-        for name in self.pids:
-            first, last = before[name], after[name]
-            if first is None or last is None:
-                window[name] = {"gone": True}
-                continue
-            cpu = last.cpu_s - first.cpu_s
-            window[name] = {
-                "cpu_s": round(cpu, 2),
-                "cpu_share": round(cpu / seconds, 3),
-                "rss_mib": round(last.rss_kib / 1024, 1),
-                "peak_rss_mib": round(last.peak_rss_kib / 1024, 1),
-                "sockets": last.sockets,
-            }
+        window: dict[str, Any] = {
+            name: procstat.window(before[name], after[name], seconds) for name in self.pids
+        }
         if self.database is not None:
             cpu = sum(value - pg_before.get(pid, 0.0) for pid, value in pg_after.items())
             time.sleep(1.0)  # PostgreSQL publishes its statistics about once a second
@@ -293,11 +282,22 @@ def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
                     "load generator": {
                         "cpu_s": round(sum(item.get("cpu_s", 0.0) for item in generator), 2),
                         "cpu_share": round(sum(item.get("cpu_share", 0.0) for item in generator), 3),
+                        **_mean_waited(generator),
                     }
                 },
             }
         )
     return merged
+
+
+def _mean_waited(processes: list[dict[str, Any]]) -> dict[str, float]:
+    """How long the generator processes waited for a core: their mean share, when every one says."""
+    shares = [item["waited_share"] for item in processes if "waited_share" in item]
+    return (
+        {"waited_share": round(sum(shares) / len(shares), 3)}
+        if shares and len(shares) == len(processes)
+        else {}
+    )
 
 
 @contextlib.contextmanager

@@ -491,9 +491,9 @@ class Run:
             summary["raw_latencies_s"] = [round(value, 6) for value in self.phase.latencies]
             summary["raw_loop_lags_s"] = [round(value, 6) for value in self.phase.loop_lags]
         summary["processes"] = {
-            label: _delta(before[label], after[label], summary["seconds"]) for label in self.watch
+            label: procstat.window(before[label], after[label], summary["seconds"]) for label in self.watch
         }
-        summary["processes"]["load generator"] = _delta(own_before, own_after, summary["seconds"])
+        summary["processes"]["load generator"] = procstat.window(own_before, own_after, summary["seconds"])
         summary["connections"] = collections.Counter(str(conn.node) for conn in self.conns)
         logger.info("%s: %s", name, json.dumps(summary))
         return summary
@@ -607,19 +607,6 @@ def _text_to(conn: Conn) -> Callable[[], tuple[str, bytes]]:
 def _group_text(conn: Conn) -> Callable[[], tuple[str, bytes]]:
     group_id = next(iter(conn.device.group_members))
     return lambda: conn.device.send_group_text(group_id, GROUP_TEXT)
-
-
-def _delta(before: procstat.Sample | None, after: procstat.Sample | None, seconds: float) -> dict[str, Any]:
-    if before is None or after is None:
-        return {"gone": True}
-    cpu = after.cpu_s - before.cpu_s
-    return {
-        "cpu_s": round(cpu, 2),
-        "cpu_share": round(cpu / seconds, 3),
-        "rss_mib": round(after.rss_kib / 1024, 1),
-        "peak_rss_mib": round(after.peak_rss_kib / 1024, 1),
-        "sockets": after.sockets,
-    }
 
 
 async def main_async(arguments: argparse.Namespace) -> dict[str, Any]:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -17,6 +19,8 @@ class Sample:
     peak_rss_kib: int
     """VmHWM: the highest resident set size since the process started."""
     sockets: int
+    waited_s: float | None = None
+    """Time its main thread was ready to run but waited for a core (/proc/PID/schedstat), if known."""
 
 
 def sample(pid: int) -> Sample | None:
@@ -34,7 +38,20 @@ def sample(pid: int) -> Sample | None:
         name, _, value = line.partition(":")
         if name in ("VmRSS", "VmHWM"):
             memory[name] = int(value.split()[0])
-    return Sample(cpu, memory.get("VmRSS", 0), memory.get("VmHWM", 0), count_sockets(pid))
+    return Sample(cpu, memory.get("VmRSS", 0), memory.get("VmHWM", 0), count_sockets(pid), _waited_s(pid))
+
+
+def _waited_s(pid: int) -> float | None:
+    try:
+        return parse_schedstat(Path(f"/proc/{pid}/schedstat").read_text())
+    except OSError:
+        return None
+
+
+def parse_schedstat(text: str) -> float | None:
+    """Seconds a thread waited on a run queue, from its schedstat: ns running, ns waiting, time slices."""
+    fields = text.split()
+    return int(fields[1]) / 1e9 if len(fields) >= 2 and fields[1].isdigit() else None
 
 
 def count_sockets(pid: int) -> int:
@@ -51,48 +68,70 @@ def count_sockets(pid: int) -> int:
     return count
 
 
+def window(before: Sample | None, after: Sample | None, seconds: float) -> dict[str, Any]:
+    """A process's figures over a measured window (``{"gone": True}`` if it ended meanwhile)."""
+    if before is None or after is None:
+        return {"gone": True}
+    cpu = after.cpu_s - before.cpu_s
+    found: dict[str, Any] = {
+        "cpu_s": round(cpu, 2),
+        "cpu_share": round(cpu / seconds, 3),
+        "rss_mib": round(after.rss_kib / 1024, 1),
+        "peak_rss_mib": round(after.peak_rss_kib / 1024, 1),
+        "sockets": after.sockets,
+    }
+    if before.waited_s is not None and after.waited_s is not None:
+        found["waited_share"] = round((after.waited_s - before.waited_s) / seconds, 3)
+    return found
+
+
+def cpu_pressure_s() -> float | None:
+    """Seconds so far during which some runnable task waited for a core (Linux PSI, ``some``).
+
+    None where the kernel has no pressure information.
+    """
+    try:
+        text = Path("/proc/pressure/cpu").read_text()
+    except OSError:
+        return None
+    return parse_pressure(text)
+
+
+def parse_pressure(text: str) -> float | None:
+    for line in text.splitlines():
+        kind, *fields = line.split()
+        if kind == "some":
+            totals = [field.partition("=")[2] for field in fields if field.startswith("total=")]
+            return int(totals[0]) / 1e6 if totals else None
+    return None
+
+
+def steal_s() -> float:
+    """Seconds so far the hypervisor ran others while this virtual machine's cores were ready (/proc/stat)."""
+    first = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    return int(first[8]) / _TICKS if len(first) > 8 else 0.0
+
+
 @dataclass(frozen=True)
 class Machine:
-    """CPU seconds of the whole machine so far, every process and the kernel, all cores added up."""
-
-    busy_s: float
-    """User, system, interrupt and softirq time (a guest's time is inside user)."""
-    idle_s: float
-    """Idle and I/O wait."""
+    pressure_s: float | None
     steal_s: float
-    """Time a virtual machine's cores were runnable but the hypervisor ran someone else."""
-    cores: int
+    at: float
+    """time.monotonic() when read."""
 
 
-def machine(stat_text: str | None = None) -> Machine:
-    """The first line of /proc/stat, in seconds (``stat_text`` for a test)."""
-    text = Path("/proc/stat").read_text() if stat_text is None else stat_text
-    lines = text.splitlines()
-    # cpu  user nice system idle iowait irq softirq steal [guest guest_nice, already inside user and nice]
-    ticks = [int(value) for value in lines[0].split()[1:9]]
-    ticks += [0] * (8 - len(ticks))
-    user, nice, system, idle, iowait, irq, softirq, steal = ticks
-    cores = sum(1 for line in lines if line.startswith("cpu") and line[3:4].isdigit())
-    return Machine(
-        busy_s=(user + nice + system + irq + softirq) / _TICKS,
-        idle_s=(idle + iowait) / _TICKS,
-        steal_s=steal / _TICKS,
-        cores=max(1, cores),
-    )
+def machine() -> Machine:
+    return Machine(cpu_pressure_s(), steal_s(), time.monotonic())
 
 
 def machine_window(before: Machine, after: Machine) -> dict[str, float]:
-    """Shares of the machine's capacity (all cores) over a window: busy, and stolen by the hypervisor."""
-    busy = after.busy_s - before.busy_s
-    steal = after.steal_s - before.steal_s
-    total = busy + steal + (after.idle_s - before.idle_s)
-    if total <= 0:
-        return {"busy_share": 0.0, "steal_share": 0.0, "cores": after.cores}
-    return {
-        "busy_share": round(busy / total, 3),
-        "steal_share": round(steal / total, 3),
-        "cores": after.cores,
-    }
+    """Over a window: the share of it in which some task waited for a core, and the share of the
+    machine's cores (all together) the hypervisor gave to other guests."""
+    seconds = max(1e-9, after.at - before.at)
+    found = {"steal_share": round((after.steal_s - before.steal_s) / (seconds * (os.cpu_count() or 1)), 3)}
+    if before.pressure_s is not None and after.pressure_s is not None:
+        found["cpu_pressure_share"] = round((after.pressure_s - before.pressure_s) / seconds, 3)
+    return found
 
 
 def load_average() -> tuple[float, float, float]:

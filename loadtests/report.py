@@ -68,8 +68,9 @@ def phase_metrics(kind: str, phase: dict[str, Any]) -> dict[str, Any]:
         "load_generator_lag_p99_ms": phase.get("loop_lag_ms", {}).get("p99"),
         "redis_cpu": processes.get("redis", {}).get("cpu_share"),
         "postgresql_cpu": processes.get("postgresql", {}).get("cpu_share"),
-        "machine_busy": phase.get("machine", {}).get("busy_share"),
+        "cpu_pressure": phase.get("machine", {}).get("cpu_pressure_share"),
         "machine_steal": phase.get("machine", {}).get("steal_share"),
+        "load_generator_waited": processes.get("load generator", {}).get("waited_share"),
     }
     postgres = processes.get("postgresql", {})
     if "xact_commit" in postgres:
@@ -81,6 +82,7 @@ def phase_metrics(kind: str, phase: dict[str, Any]) -> dict[str, Any]:
         row[f"node_{stretch}_p99_ms"] = measured["p99_ms"]
     for index, name in enumerate(nodes, 1):
         row[f"node{index}_cpu"] = processes[name].get("cpu_share")
+        row[f"node{index}_waited"] = processes[name].get("waited_share")
         row[f"node{index}_rss_mib"] = processes[name].get("rss_mib")
         row[f"node{index}_peak_rss_mib"] = processes[name].get("peak_rss_mib")
         row[f"node{index}_sockets"] = processes[name].get("sockets")
@@ -163,13 +165,34 @@ ROWS: list[tuple[str, str, int, bool, bool]] = [
         False,
     ),
     (
-        "whole machine busy: every process and the kernel, share of all its cores",
-        "machine_busy",
+        "node 1 ready to run but waiting for a core (main thread, share of the window)",
+        "node1_waited",
         1,
         True,
         False,
     ),
-    ("whole machine: time the hypervisor ran others on its cores, share", "machine_steal", 1, True, False),
+    (
+        "node 2 ready to run but waiting for a core (main thread, share of the window)",
+        "node2_waited",
+        1,
+        True,
+        False,
+    ),
+    (
+        "load generator ready to run but waiting for a core (share of the window)",
+        "load_generator_waited",
+        1,
+        True,
+        False,
+    ),
+    (
+        "machine: share of the window in which some task waited for a core (CPU pressure)",
+        "cpu_pressure",
+        1,
+        True,
+        False,
+    ),
+    ("machine: its cores' time the hypervisor gave to other guests", "machine_steal", 1, True, False),
     ("PostgreSQL transactions committed per delivery", "pg_transactions_per_delivery", 2, False, False),
     (
         "PostgreSQL rows inserted, updated or deleted per delivery",
@@ -289,10 +312,11 @@ def markdown(context: dict[str, Any], results: dict[str, Any]) -> str:
         "nodes, reached in the set-up, when argon2id hashes the registrations' passwords in 64 MiB "
         "each, two at a time); sockets are the node's open socket descriptors (client "
         "WebSockets, PostgreSQL pool, Redis). PostgreSQL CPU sums the backends serving the bench "
-        "database (other databases on the same server are not counted). The whole machine's rows "
-        "are shares of all its cores together (100 % = every core busy), from /proc/stat over the "
-        "same window: what the processes above leave to each other, and what a virtual machine's "
-        "host took for its other guests.",
+        "database (other databases on the same server are not counted). Waiting for a core is "
+        "the time a process's main thread was runnable while every core ran something else "
+        "(/proc/PID/schedstat), CPU pressure the share of the window in which some task of the "
+        "machine was in that state (/proc/pressure/cpu), and the hypervisor's share the time a "
+        "virtual machine's cores were ready but the host ran other guests (steal, /proc/stat).",
         "",
     ]
     return "\n".join(lines)
@@ -313,8 +337,8 @@ def rate_sweep_markdown(metrics: dict[str, dict[str, dict[str, Any]]], settings:
     lines = [
         "## Latency against offered rate (one to one)",
         "",
-        "| offered / s | Lien delivered / s | Lien p50 (ms) | Lien p99 (ms) | machine busy, Lien "
-        "| baseline delivered / s | baseline p50 (ms) | baseline p99 (ms) | machine busy, baseline |",
+        "| offered / s | Lien delivered / s | Lien p50 (ms) | Lien p99 (ms) | CPU pressure, Lien "
+        "| baseline delivered / s | baseline p50 (ms) | baseline p99 (ms) | CPU pressure, baseline |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     within: dict[str, float | None] = dict.fromkeys(systems)
@@ -323,7 +347,7 @@ def rate_sweep_markdown(metrics: dict[str, dict[str, dict[str, Any]]], settings:
         for system in systems:
             row = metrics.get(system, {}).get(phase)
             cells += [_fmt(row and row["deliveries_per_s"]), _fmt(row and row["p50_ms"], 2)]
-            cells += [_fmt(row and row["p99_ms"], 2), _share(row and row.get("machine_busy"))]
+            cells += [_fmt(row and row["p99_ms"], 2), _share(row and row.get("cpu_pressure"))]
             if row and row["p99_ms"] is not None and row["p99_ms"] <= bound and row["errors"] == 0:
                 within[system] = max(rate, within[system] or 0.0)
         lines.append("| " + " | ".join(cells) + " |")
@@ -331,9 +355,9 @@ def rate_sweep_markdown(metrics: dict[str, dict[str, dict[str, Any]]], settings:
     lines += [
         "",
         f"Highest offered rate of this run with p99 ≤ {bound:.0f} ms and no error: Lien {shown['lien']}, "
-        f"baseline {shown['baseline']}. Machine busy: every process and the kernel, as a share of "
-        "all the machine's cores (the load generator included); near 100 %, latency is mostly "
-        "waiting for a core.",
+        f"baseline {shown['baseline']}. CPU pressure: the share of the window in which some task "
+        "of the machine (the load generator's included) was ready to run and waited for a core "
+        "(Linux PSI, /proc/pressure/cpu); the more of it, the more of a latency is queueing for the CPU.",
         "",
     ]
     return lines

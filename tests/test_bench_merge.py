@@ -8,7 +8,13 @@ from loadtests.bench import _merge
 
 
 def part(
-    latencies: list[float], lags: list[float], *, deliveries: int, cpu: float, errors: dict[str, int]
+    latencies: list[float],
+    lags: list[float],
+    *,
+    deliveries: int,
+    cpu: float,
+    errors: dict[str, int],
+    waited: float | None = None,
 ) -> dict:
     phase: dict[str, Any] = {
         "phase": "rate",
@@ -24,6 +30,8 @@ def part(
         "raw_loop_lags_s": lags,
         "processes": {"load generator": {"cpu_s": cpu * 10, "cpu_share": cpu}},
     }
+    if waited is not None:
+        phase["processes"]["load generator"]["waited_share"] = waited
     return {"target": "lien", "setup_s": 5.0, "setup_errors": {}, "phases": [phase]}
 
 
@@ -32,8 +40,8 @@ def test_counts_add_up_and_percentiles_come_from_every_sample() -> None:
     slow = [1.0 + 0.001 * n for n in range(1, 101)]  # 1,001 .. 1,100 ms
     merged = _merge(
         [
-            part(fast, [0.0] * 10, deliveries=100, cpu=0.4, errors={"too-slow": 1}),
-            part(slow, [0.5] * 10, deliveries=100, cpu=0.3, errors={"too-slow": 2, "x": 1}),
+            part(fast, [0.0] * 10, deliveries=100, cpu=0.4, errors={"too-slow": 1}, waited=0.1),
+            part(slow, [0.5] * 10, deliveries=100, cpu=0.3, errors={"too-slow": 2, "x": 1}, waited=0.3),
         ]
     )
     [phase] = merged["phases"]
@@ -45,4 +53,16 @@ def test_counts_add_up_and_percentiles_come_from_every_sample() -> None:
     assert phase["latency_ms"]["max"] == 1100.0
     assert phase["loop_lag_ms"]["p99"] == 500.0
     assert phase["processes"]["load generator"]["cpu_share"] == 0.7
+    # Each process waited for a core part of the same window: the mean, not the sum.
+    assert phase["processes"]["load generator"]["waited_share"] == 0.2
     assert "raw_latencies_s" not in phase
+
+
+def test_no_waiting_share_when_a_process_did_not_say() -> None:
+    merged = _merge(
+        [
+            part([0.001], [0.0], deliveries=1, cpu=0.1, errors={}, waited=0.1),
+            part([0.001], [0.0], deliveries=1, cpu=0.1, errors={}),
+        ]
+    )
+    assert "waited_share" not in merged["phases"][0]["processes"]["load generator"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -54,14 +56,14 @@ def test_a_window_counts_only_what_the_nodes_observed_in_it() -> None:
     }
 
 
-def row(phase: str, p99: float, *, errors: int = 0, machine_busy: float | None = None) -> dict[str, Any]:
+def row(phase: str, p99: float, *, errors: int = 0, cpu_pressure: float | None = None) -> dict[str, Any]:
     return {
         "phase": phase,
         "deliveries_per_s": 100.0,
         "p50_ms": p99 / 2,
         "p99_ms": p99,
         "errors": errors,
-        "machine_busy": machine_busy,
+        "cpu_pressure": cpu_pressure,
     }
 
 
@@ -73,7 +75,7 @@ def test_the_rate_sweep_names_the_highest_rate_each_system_kept_in_bound() -> No
             "rate:250": row("rate:250", 12.0),
             "rate:500": row("rate:500", 40.0, errors=1),
             "rate:1000": row("rate:1000", 48.0),
-            "rate": row("rate", 700.0, machine_busy=0.964),
+            "rate": row("rate", 700.0, cpu_pressure=0.964),
         },
         "baseline": {name: row(name, 3.0) for name in ("rate:250", "rate:500", "rate:1000", "rate")},
     }
@@ -86,7 +88,7 @@ def test_the_rate_sweep_names_the_highest_rate_each_system_kept_in_bound() -> No
         "Highest offered rate of this run with p99 ≤ 50 ms and no error: Lien 1,000/s, baseline 2,000/s."
     )
     at_2000 = next(line for line in lines if line.startswith("| 2,000 "))
-    assert at_2000.split("|")[5].strip() == "96 %"  # Lien's machine busy
+    assert at_2000.split("|")[5].strip() == "96 %"  # Lien's CPU pressure
     assert at_2000.split("|")[9].strip() == "-"  # the baseline's phase measured none
     assert report.rate_sweep_markdown({"lien": {"rate": row("rate", 1.0)}}, settings) == []
 
@@ -130,28 +132,44 @@ def test_the_capacity_report_says_whether_clients_offered_compression() -> None:
     assert "permessage-deflate" not in report.capacity_markdown(context, result)
 
 
-PROC_STAT = """cpu  1000 20 300 5000 80 5 95 100 0 0
-cpu0 500 10 150 2500 40 3 47 50 0 0
-cpu1 500 10 150 2500 40 2 48 50 0 0
-intr 123
-"""
-
-
-def test_the_machine_window_is_a_share_of_every_core_with_steal_apart() -> None:
-    ticks = procstat._TICKS
-    before = procstat.machine(PROC_STAT)
-    assert before.cores == 2
-    assert before.busy_s == pytest.approx((1000 + 20 + 300 + 5 + 95) / ticks)
-    # Over the window: 300 ticks busy, 60 stolen, 240 idle or waiting, of 600 in all (two cores).
-    after = procstat.machine(
-        "cpu  1200 20 380 5200 120 5 115 160 0 0\ncpu0 1 0 0 0 0 0 0 0 0 0\ncpu1 1 0 0 0 0 0 0 0 0 0\n"
+def test_cpu_pressure_is_read_from_the_some_line() -> None:
+    text = (
+        "some avg10=1.00 avg60=2.00 avg300=3.00 total=2500000\n"
+        "full avg10=0.00 avg60=0.00 avg300=0.00 total=7\n"
     )
-    assert procstat.machine_window(before, after) == {"busy_share": 0.5, "steal_share": 0.1, "cores": 2}
+    assert procstat.parse_pressure(text) == pytest.approx(2.5)
+    assert procstat.parse_pressure("full avg10=0.00 total=7\n") is None
 
 
-def test_the_machine_is_read_from_proc_stat() -> None:
-    first = procstat.machine()
-    assert first.cores == os.cpu_count()
-    assert first.busy_s > 0 and first.idle_s >= 0 and first.steal_s >= 0
-    window = procstat.machine_window(first, procstat.machine())
-    assert 0.0 <= window["busy_share"] <= 1.0 and 0.0 <= window["steal_share"] <= 1.0
+def test_a_window_shares_cpu_pressure_and_steal_over_its_seconds() -> None:
+    before = procstat.Machine(pressure_s=10.0, steal_s=1.0, at=100.0)
+    after = procstat.Machine(pressure_s=13.0, steal_s=1.0 + 0.4 * (os.cpu_count() or 1), at=104.0)
+    assert procstat.machine_window(before, after) == {"cpu_pressure_share": 0.75, "steal_share": 0.1}
+    unknown = procstat.Machine(pressure_s=None, steal_s=1.0, at=104.0)
+    assert procstat.machine_window(before, unknown) == {"steal_share": 0.0}
+
+
+def test_a_process_window_has_how_long_it_waited_for_a_core() -> None:
+    """One more spinning process than cores, for a second: together they wait about a second."""
+    assert procstat.parse_schedstat("2321798357 1627279087 17914\n") == pytest.approx(1.627279087)
+    assert procstat.parse_schedstat("") is None
+    spin = (
+        "import time\nt = time.time()\nwhile time.time() - t < 1.0: pass\n"
+        "print(open('/proc/self/schedstat').read())"
+    )
+    spinners = [
+        subprocess.Popen([sys.executable, "-c", spin], stdout=subprocess.PIPE, text=True)
+        for _ in range((os.cpu_count() or 1) + 1)
+    ]
+    waited = [procstat.parse_schedstat(spinner.communicate(timeout=30)[0]) for spinner in spinners]
+    assert all(value is not None for value in waited)
+    assert sum(value or 0.0 for value in waited) > 0.3
+
+    before = procstat.sample(os.getpid())
+    after = procstat.sample(os.getpid())
+    assert before is not None and before.waited_s is not None
+    window = procstat.window(before, after, 1.0)
+    assert window["waited_share"] >= 0.0 and window["cpu_s"] >= 0.0
+    assert procstat.window(before, None, 1.0) == {"gone": True}
+    machine = procstat.machine()
+    assert machine.pressure_s is None or machine.pressure_s > 0
