@@ -1,4 +1,9 @@
-"""CPU time and memory of processes, read from /proc (Linux only)."""
+"""CPU time, run-queue waits and memory of processes, and the machine's CPU pressure, from /proc (Linux only).
+
+A process's CPU time says what it did; the time it waited for a core, and the
+share of a window in which any task did (pressure), say how much of a latency
+measured beside it was queueing for the CPU on a shared machine.
+"""
 
 from __future__ import annotations
 
