@@ -76,7 +76,7 @@ class Watcher:
         self._open: dict[str, tuple[float, dict[str, procstat.Sample | None], dict[int, float]]] = {}
         self._machine: dict[str, procstat.Machine] = {}
         self.machine: dict[str, dict[str, float]] = {}
-        """Per window: how busy the whole machine was (``procstat.machine_window``)."""
+        """Per window: the machine's CPU pressure and steal (``procstat.machine_window``)."""
         self._activity: dict[str, dict[str, int]] = {}
         self._threads: list[threading.Thread] = []
 
