@@ -56,7 +56,14 @@ def test_a_window_counts_only_what_the_nodes_observed_in_it() -> None:
     }
 
 
-def row(phase: str, p99: float, *, errors: int = 0, cpu_pressure: float | None = None) -> dict[str, Any]:
+def row(
+    phase: str,
+    p99: float,
+    *,
+    errors: int = 0,
+    cpu_pressure: float | None = None,
+    generator_runnable: float | None = None,
+) -> dict[str, Any]:
     return {
         "phase": phase,
         "deliveries_per_s": 100.0,
@@ -64,6 +71,7 @@ def row(phase: str, p99: float, *, errors: int = 0, cpu_pressure: float | None =
         "p99_ms": p99,
         "errors": errors,
         "cpu_pressure": cpu_pressure,
+        "load_generator_runnable": generator_runnable,
     }
 
 
@@ -75,7 +83,7 @@ def test_the_rate_sweep_names_the_highest_rate_each_system_kept_in_bound() -> No
             "rate:250": row("rate:250", 12.0),
             "rate:500": row("rate:500", 40.0, errors=1),
             "rate:1000": row("rate:1000", 48.0),
-            "rate": row("rate", 700.0, cpu_pressure=0.964),
+            "rate": row("rate", 700.0, cpu_pressure=0.964, generator_runnable=0.99),
         },
         "baseline": {name: row(name, 3.0) for name in ("rate:250", "rate:500", "rate:1000", "rate")},
     }
@@ -88,9 +96,39 @@ def test_the_rate_sweep_names_the_highest_rate_each_system_kept_in_bound() -> No
         "Highest offered rate of this run with p99 ≤ 50 ms and no error: Lien 1,000/s, baseline 2,000/s."
     )
     at_2000 = next(line for line in lines if line.startswith("| 2,000 "))
+    assert at_2000.split("|")[4].strip() == "700.00 †"  # the load generator was saturated
     assert at_2000.split("|")[5].strip() == "96 %"  # Lien's CPU pressure
+    assert at_2000.split("|")[8].strip() == "3.00"  # not saturated: no mark
     assert at_2000.split("|")[9].strip() == "-"  # the baseline's phase measured none
     assert report.rate_sweep_markdown({"lien": {"rate": row("rate", 1.0)}}, settings) == []
+
+
+def test_a_load_generator_is_saturated_when_its_processes_never_idle() -> None:
+    one = {"cpu_share": 0.70, "waited_share": 0.29}
+    two = {"cpu_share": 0.81, "waited_share": 0.12}  # two processes: CPU summed, wait their mean
+    assert report.generator_runnable(one, 1) == pytest.approx(0.99)
+    assert report.generator_runnable(two, 2) == pytest.approx(0.525)
+    assert report.generator_runnable({"cpu_share": 0.5}, 1) is None  # a report from before waits were read
+
+    phase: dict[str, Any] = {
+        "phase": "rate",
+        "seconds": 20.0,
+        "deliveries": 40000,
+        "deliveries_per_s": 2000.0,
+        "messages_per_s": 2000.0,
+        "latency_ms": {"p50": 60.0, "p95": 140.0, "p99": 190.0, "max": 280.0},
+        "errors": {},
+        "processes": {"load generator": one, "lien-1": {"cpu_s": 7.0}, "lien-2": {"cpu_s": 7.0}},
+    }
+    saturated = report.phase_metrics("lien", phase)
+    verdict = report._verdict("rate", saturated, None)
+    assert verdict.startswith("p99 ≤ 50 ms at the offered rate: **not met** (p99 190.0 ms")
+    assert "The load generator was saturated (each process running or waiting for a core 99 % " in verdict
+
+    phase["processes"]["load generator"] = two
+    split = report.rows({"lien": {"phases": [phase], "driver_processes": 2}})[0]
+    assert split["load_generator_runnable"] == pytest.approx(0.525)
+    assert "saturated" not in report._verdict("rate", split, None)
 
 
 def test_the_capacity_report_says_whether_clients_offered_compression() -> None:
