@@ -62,8 +62,8 @@ def phase_metrics(kind: str, phase: dict[str, Any], generator_processes: int = 1
     processes = phase.get("processes", {})
     nodes = _nodes(kind, processes)
     deliveries = max(1, int(phase["deliveries"]))
-    node_cpu = sum(_cpu(processes, name) for name in nodes)
     generator = processes.get("load generator", {})
+    node_cpu = sum(_cpu(processes, name) for name in nodes)
     server_cpu = node_cpu + _cpu(processes, "redis") + _cpu(processes, "postgresql")
     row: dict[str, Any] = {
         "system": kind,
@@ -82,13 +82,13 @@ def phase_metrics(kind: str, phase: dict[str, Any], generator_processes: int = 1
         "error_codes": " ".join(f"{code}={count}" for code, count in sorted(phase["errors"].items())),
         "node_cpu_us_per_delivery": round(node_cpu / deliveries * 1e6, 1),
         "server_cpu_us_per_delivery": round(server_cpu / deliveries * 1e6, 1),
-        "load_generator_cpu": processes.get("load generator", {}).get("cpu_share"),
+        "load_generator_cpu": generator.get("cpu_share"),
         "load_generator_lag_p99_ms": phase.get("loop_lag_ms", {}).get("p99"),
         "redis_cpu": processes.get("redis", {}).get("cpu_share"),
         "postgresql_cpu": processes.get("postgresql", {}).get("cpu_share"),
         "cpu_pressure": phase.get("machine", {}).get("cpu_pressure_share"),
         "machine_steal": phase.get("machine", {}).get("steal_share"),
-        "load_generator_waited": processes.get("load generator", {}).get("waited_share"),
+        "load_generator_waited": generator.get("waited_share"),
         "load_generator_runnable": generator_runnable(generator, generator_processes),
     }
     postgres = processes.get("postgresql", {})
