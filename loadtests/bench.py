@@ -39,6 +39,9 @@ from loadtests.driver import LAG_POINTS, summary_ms
 
 RESULTS = Path(__file__).parent / "results"
 
+Backends = dict[int, procstat.Sample]
+"""The bench database's PostgreSQL backends, by pid."""
+
 DEFAULT_PROFILE_PHASES = "pairs,groups"
 """The closed loops. py-spy sampling node 1 at 100 Hz takes about 8 % of a core (measured on this
 project's 2-core machines): near saturation that shifts a latency tail, so the fixed-rate phases,
@@ -73,7 +76,7 @@ class Watcher:
         self.profile_phases = profile_phases
         self.profiles: dict[str, Path] = {}
         self.windows: dict[str, dict[str, Any]] = {}
-        self._open: dict[str, tuple[float, dict[str, procstat.Sample | None], dict[int, float]]] = {}
+        self._open: dict[str, tuple[float, dict[str, procstat.Sample | None], Backends]] = {}
         self._machine: dict[str, procstat.Machine] = {}
         self.machine: dict[str, dict[str, float]] = {}
         """Per window: the machine's CPU pressure and steal (``procstat.machine_window``)."""
@@ -91,14 +94,14 @@ class Watcher:
         for thread in self._threads:
             thread.join()
 
-    def _postgres(self) -> dict[int, float]:
+    def _postgres(self) -> Backends:
         if self.database is None:
             return {}
         found = {}
         for pid in self.database.backend_pids():
             sample = procstat.sample(pid)
             if sample is not None:
-                found[pid] = sample.cpu_s
+                found[pid] = sample
         return found
 
     def start(self, phase: str) -> None:
@@ -134,17 +137,27 @@ class Watcher:
             name: procstat.window(before[name], after[name], seconds) for name in self.pids
         }
         if self.database is not None:
-            cpu = sum(value - pg_before.get(pid, 0.0) for pid, value in pg_after.items())
+            window["postgresql"] = _backends_window(pg_before, pg_after, seconds)
             time.sleep(1.0)  # PostgreSQL publishes its statistics about once a second
             activity = self.database.activity()
             counted_from = self._activity.pop(phase, {})
-            window["postgresql"] = {
-                "cpu_s": round(cpu, 2),
-                "cpu_share": round(cpu / seconds, 3),
-                "backends": len(pg_after),
-                **{key: value - counted_from.get(key, 0) for key, value in activity.items()},
-            }
+            window["postgresql"].update(
+                {key: value - counted_from.get(key, 0) for key, value in activity.items()}
+            )
         self.windows[phase] = window
+
+
+def _backends_window(before: Backends, after: Backends, seconds: float) -> dict[str, Any]:
+    """The bench database's backends over a window, added up (a backend new in the window counts from 0)."""
+    started = procstat.Sample(cpu_s=0.0, rss_kib=0, peak_rss_kib=0, sockets=0, syscalls=0)
+    pairs = [(before.get(pid, started), sample) for pid, sample in after.items()]
+    cpu = sum(now.cpu_s - then.cpu_s for then, now in pairs)
+    found: dict[str, Any] = {"cpu_s": round(cpu, 2), "cpu_share": round(cpu / seconds, 3)}
+    found["backends"] = len(after)
+    calls = [(then.syscalls, now.syscalls) for then, now in pairs]
+    if calls and all(then is not None and now is not None for then, now in calls):
+        found["syscalls"] = sum((now or 0) - (then or 0) for then, now in calls)
+    return found
 
 
 def run_driver(
@@ -283,6 +296,7 @@ def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
                         "cpu_s": round(sum(item.get("cpu_s", 0.0) for item in generator), 2),
                         "cpu_share": round(sum(item.get("cpu_share", 0.0) for item in generator), 3),
                         **_mean_waited(generator),
+                        **_summed_syscalls(generator),
                     }
                 },
             }
@@ -298,6 +312,12 @@ def _mean_waited(processes: list[dict[str, Any]]) -> dict[str, float]:
         if shares and len(shares) == len(processes)
         else {}
     )
+
+
+def _summed_syscalls(processes: list[dict[str, Any]]) -> dict[str, int]:
+    """The generator processes' system calls added up, when every one counted them."""
+    counts = [item["syscalls"] for item in processes if "syscalls" in item]
+    return {"syscalls": sum(counts)} if counts and len(counts) == len(processes) else {}
 
 
 @contextlib.contextmanager

@@ -1,8 +1,11 @@
-"""CPU time, run-queue waits and memory of processes, and the machine's CPU pressure, from /proc (Linux only).
+"""CPU time, run-queue waits, system calls and memory of processes, and the machine's CPU pressure (/proc).
 
 A process's CPU time says what it did; the time it waited for a core, and the
 share of a window in which any task did (pressure), say how much of a latency
-measured beside it was queueing for the CPU on a shared machine.
+measured beside it was queueing for the CPU on a shared machine. Its read and
+write system calls, counted per delivery, do not depend on how fast the host
+is that hour: they compare two versions, or two systems, across runs whose
+CPU figures the host's speed moves. Linux only.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ class Sample:
     sockets: int
     waited_s: float | None = None
     """Time its main thread was ready to run but waited for a core (/proc/PID/schedstat), if known."""
+    syscalls: int | None = None
+    """Read and write system calls so far, every thread (``syscr`` + ``syscw``, /proc/PID/io), if readable."""
 
 
 def sample(pid: int) -> Sample | None:
@@ -43,7 +48,14 @@ def sample(pid: int) -> Sample | None:
         name, _, value = line.partition(":")
         if name in ("VmRSS", "VmHWM"):
             memory[name] = int(value.split()[0])
-    return Sample(cpu, memory.get("VmRSS", 0), memory.get("VmHWM", 0), count_sockets(pid), _waited_s(pid))
+    return Sample(
+        cpu,
+        memory.get("VmRSS", 0),
+        memory.get("VmHWM", 0),
+        count_sockets(pid),
+        _waited_s(pid),
+        _syscalls(pid),
+    )
 
 
 def _waited_s(pid: int) -> float | None:
@@ -51,6 +63,23 @@ def _waited_s(pid: int) -> float | None:
         return parse_schedstat(Path(f"/proc/{pid}/schedstat").read_text())
     except OSError:
         return None
+
+
+def _syscalls(pid: int) -> int | None:
+    try:
+        return parse_io(Path(f"/proc/{pid}/io").read_text())
+    except OSError:  # another user's process, without the right to read it
+        return None
+
+
+def parse_io(text: str) -> int | None:
+    """Read plus write system calls, from a process's /proc/PID/io (``syscr``, ``syscw``)."""
+    counts = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        if name in ("syscr", "syscw"):
+            counts[name] = int(value)
+    return counts["syscr"] + counts["syscw"] if len(counts) == 2 else None
 
 
 def parse_schedstat(text: str) -> float | None:
@@ -87,6 +116,8 @@ def window(before: Sample | None, after: Sample | None, seconds: float) -> dict[
     }
     if before.waited_s is not None and after.waited_s is not None:
         found["waited_share"] = round((after.waited_s - before.waited_s) / seconds, 3)
+    if before.syscalls is not None and after.syscalls is not None:
+        found["syscalls"] = after.syscalls - before.syscalls
     return found
 
 

@@ -96,6 +96,14 @@ def phase_metrics(kind: str, phase: dict[str, Any], generator_processes: int = 1
         row["pg_transactions_per_delivery"] = round(postgres["xact_commit"] / deliveries, 2)
         changed = sum(postgres.get(key, 0) for key in ("tup_inserted", "tup_updated", "tup_deleted"))
         row["pg_rows_written_per_delivery"] = round(changed / deliveries, 2)
+    for key, found in (
+        ("node_syscalls_per_delivery", [processes[name].get("syscalls") for name in nodes]),
+        ("redis_syscalls_per_delivery", [processes.get("redis", {}).get("syscalls")]),
+        ("pg_syscalls_per_delivery", [postgres.get("syscalls")]),
+        ("load_generator_syscalls_per_delivery", [generator.get("syscalls")]),
+    ):
+        if found and all(isinstance(count, int) for count in found):
+            row[key] = round(sum(found) / deliveries, 2)
     for stretch, measured in phase.get("node_latency", {}).items():
         row[f"node_{stretch}_p50_ms"] = measured["p50_ms"]
         row[f"node_{stretch}_p99_ms"] = measured["p99_ms"]
@@ -240,6 +248,22 @@ ROWS: list[tuple[str, str, int, bool, bool]] = [
         False,
         False,
     ),
+    ("read and write system calls per delivery, nodes", "node_syscalls_per_delivery", 2, False, True),
+    ("read and write system calls per delivery, Redis", "redis_syscalls_per_delivery", 2, False, True),
+    (
+        "read and write system calls per delivery, PostgreSQL (bench database's backends)",
+        "pg_syscalls_per_delivery",
+        2,
+        False,
+        False,
+    ),
+    (
+        "read and write system calls per delivery, load generator",
+        "load_generator_syscalls_per_delivery",
+        2,
+        False,
+        True,
+    ),
     ("server CPU per delivery, nodes only (µs)", "node_cpu_us_per_delivery", 1, False, True),
     (
         "server CPU per delivery, nodes + Redis + PostgreSQL (µs)",
@@ -355,7 +379,10 @@ def markdown(context: dict[str, Any], results: dict[str, Any]) -> str:
         "the time a process's main thread was runnable while every core ran something else "
         "(/proc/PID/schedstat), CPU pressure the share of the window in which some task of the "
         "machine was in that state (/proc/pressure/cpu), and the hypervisor's share the time a "
-        "virtual machine's cores were ready but the host ran other guests (steal, /proc/stat).",
+        "virtual machine's cores were ready but the host ran other guests (steal, /proc/stat). "
+        "System calls are a process's read-like and write-like calls, every thread (syscr + syscw, "
+        "/proc/PID/io: sockets, pipes and files; not epoll), per delivery: unlike CPU time, they do "
+        "not change with how fast the host is that hour.",
         "",
     ]
     return "\n".join(lines)

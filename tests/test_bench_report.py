@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from loadtests import node_metrics, procstat, report
+from loadtests import bench, node_metrics, procstat, report
 from server.metrics import Metrics
 
 
@@ -211,3 +211,74 @@ def test_a_process_window_has_how_long_it_waited_for_a_core() -> None:
     assert procstat.window(before, None, 1.0) == {"gone": True}
     machine = procstat.machine()
     assert machine.pressure_s is None or machine.pressure_s > 0
+
+
+def test_a_process_window_counts_its_read_and_write_system_calls() -> None:
+    """A child makes 500 writes and 500 reads between two handshakes: its window counts those 1,000."""
+    assert procstat.parse_io("rchar: 1\nwchar: 2\nsyscr: 30\nsyscw: 12\nread_bytes: 0\n") == 42
+    assert procstat.parse_io("rchar: 1\n") is None
+    calls = (
+        "import os, sys\n"
+        "r, w = os.pipe()\n"
+        "print('ready', flush=True); sys.stdin.readline()\n"
+        "for _ in range(500):\n    os.write(w, b'x'); os.read(r, 1)\n"
+        "print('done', flush=True); sys.stdin.readline()\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", calls], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdin is not None and child.stdout is not None
+    try:
+        assert child.stdout.readline() == "ready\n"
+        before = procstat.sample(child.pid)
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        assert child.stdout.readline() == "done\n"
+        after = procstat.sample(child.pid)
+        assert before is not None and after is not None
+        window = procstat.window(before, after, 1.0)
+        assert 1000 <= window["syscalls"] < 1050  # and the handshake's own few reads and writes
+        unreadable = procstat.Sample(cpu_s=0.0, rss_kib=0, peak_rss_kib=0, sockets=0, syscalls=None)
+        assert "syscalls" not in procstat.window(unreadable, after, 1.0)
+    finally:
+        child.stdin.close()
+        child.stdout.close()
+        child.wait(timeout=10)
+
+
+def test_system_calls_are_reported_per_delivery_for_every_process_that_counted_them() -> None:
+    phase: dict[str, Any] = {
+        "phase": "rate",
+        "seconds": 10.0,
+        "deliveries": 2000,
+        "deliveries_per_s": 200.0,
+        "messages_per_s": 200.0,
+        "latency_ms": {"p50": 6.0, "p95": 9.0, "p99": 12.0, "max": 20.0},
+        "errors": {},
+        "processes": {
+            "load generator": {"cpu_s": 3.0, "syscalls": 10000},
+            "lien-1": {"cpu_s": 2.0, "syscalls": 4000},
+            "lien-2": {"cpu_s": 2.0, "syscalls": 5000},
+            "redis": {"cpu_s": 0.1, "syscalls": 600},
+            "postgresql": {"cpu_s": 1.0},  # its backends could not all be read
+        },
+    }
+    row = report.phase_metrics("lien", phase)
+    assert row["node_syscalls_per_delivery"] == 4.5
+    assert row["redis_syscalls_per_delivery"] == 0.3
+    assert row["load_generator_syscalls_per_delivery"] == 5.0
+    assert "pg_syscalls_per_delivery" not in row
+    phase["processes"]["lien-2"] = {"cpu_s": 2.0}  # one node without a count: no figure for the nodes
+    assert "node_syscalls_per_delivery" not in report.phase_metrics("lien", phase)
+
+
+def test_the_bench_databases_backends_add_up_from_zero_for_one_that_started_in_the_window() -> None:
+    def backend(cpu_s: float, syscalls: int | None) -> procstat.Sample:
+        return procstat.Sample(cpu_s=cpu_s, rss_kib=0, peak_rss_kib=0, sockets=0, syscalls=syscalls)
+
+    before = {1: backend(1.0, 100), 2: backend(2.0, 200)}
+    after = {1: backend(1.5, 160), 2: backend(2.0, 200), 3: backend(0.25, 40)}
+    window = bench._backends_window(before, after, 5.0)
+    assert window == {"cpu_s": 0.75, "cpu_share": 0.15, "backends": 3, "syscalls": 100}
+    after[3] = backend(0.25, None)
+    assert "syscalls" not in bench._backends_window(before, after, 5.0)
