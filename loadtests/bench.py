@@ -147,16 +147,26 @@ class Watcher:
         self.windows[phase] = window
 
 
+_NEW_BACKEND = procstat.Sample(cpu_s=0.0, rss_kib=0, peak_rss_kib=0, sockets=0, syscalls=0)
+"""Where a backend that started during a window counts from."""
+
+
 def _backends_window(before: Backends, after: Backends, seconds: float) -> dict[str, Any]:
     """The bench database's backends over a window, added up (a backend new in the window counts from 0)."""
-    started = procstat.Sample(cpu_s=0.0, rss_kib=0, peak_rss_kib=0, sockets=0, syscalls=0)
-    pairs = [(before.get(pid, started), sample) for pid, sample in after.items()]
+    pairs = [(before.get(pid, _NEW_BACKEND), now) for pid, now in after.items()]
     cpu = sum(now.cpu_s - then.cpu_s for then, now in pairs)
-    found: dict[str, Any] = {"cpu_s": round(cpu, 2), "cpu_share": round(cpu / seconds, 3)}
-    found["backends"] = len(after)
-    calls = [(then.syscalls, now.syscalls) for then, now in pairs]
-    if calls and all(then is not None and now is not None for then, now in calls):
-        found["syscalls"] = sum((now or 0) - (then or 0) for then, now in calls)
+    found: dict[str, Any] = {
+        "cpu_s": round(cpu, 2),
+        "cpu_share": round(cpu / seconds, 3),
+        "backends": len(after),
+    }
+    calls = [
+        now.syscalls - then.syscalls
+        for then, now in pairs
+        if now.syscalls is not None and then.syscalls is not None
+    ]
+    if calls and len(calls) == len(pairs):
+        found["syscalls"] = sum(calls)
     return found
 
 
@@ -304,20 +314,22 @@ def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
+def _from_every(processes: list[dict[str, Any]], key: str) -> list[Any]:
+    """Every process's ``key``; empty unless every one has it (a figure from some of them would mislead)."""
+    values = [item[key] for item in processes if key in item]
+    return values if len(values) == len(processes) else []
+
+
 def _mean_waited(processes: list[dict[str, Any]]) -> dict[str, float]:
     """How long the generator processes waited for a core: their mean share, when every one says."""
-    shares = [item["waited_share"] for item in processes if "waited_share" in item]
-    return (
-        {"waited_share": round(sum(shares) / len(shares), 3)}
-        if shares and len(shares) == len(processes)
-        else {}
-    )
+    shares = _from_every(processes, "waited_share")
+    return {"waited_share": round(sum(shares) / len(shares), 3)} if shares else {}
 
 
 def _summed_syscalls(processes: list[dict[str, Any]]) -> dict[str, int]:
     """The generator processes' system calls added up, when every one counted them."""
-    counts = [item["syscalls"] for item in processes if "syscalls" in item]
-    return {"syscalls": sum(counts)} if counts and len(counts) == len(processes) else {}
+    counts = _from_every(processes, "syscalls")
+    return {"syscalls": sum(counts)} if counts else {}
 
 
 @contextlib.contextmanager
